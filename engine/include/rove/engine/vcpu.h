@@ -1,0 +1,59 @@
+// One virtual CPU: translated execution (translator) plus the engine's emulation of privileged
+// and sensitive instructions, exceptions and interrupts. Runs on the calling thread.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "rove/engine/io_ports.h"
+#include "rove/mmu/guest_memory.h"
+#include "rove/translator/cpu_state.h"
+
+namespace rove {
+
+enum class StopReason : uint8_t {
+  kHalted,          // HLT with interrupts disabled and nothing that could wake it
+  kShutdown,        // triple fault; `message` describes the guest state
+  kStopRequested,   // RequestStop() was called
+  kInstructionLimit,
+  kDebugExit,       // an IoPorts implementation asked to end the run (see RequestStop)
+};
+
+struct StopInfo {
+  StopReason reason = StopReason::kHalted;
+  std::string message;
+};
+
+struct VcpuStats {
+  uint64_t blocks_translated = 0;
+  uint64_t instructions_translated = 0;
+  uint64_t code_flushes = 0;
+  uint64_t tlb_misses = 0;
+  uint64_t emulated_instructions = 0;
+  uint64_t exceptions = 0;
+  uint64_t interrupts = 0;
+};
+
+class Vcpu {
+ public:
+  Vcpu(GuestMemory& memory, IoPorts& io, int index = 0);
+  ~Vcpu();
+  Vcpu(const Vcpu&) = delete;
+  Vcpu& operator=(const Vcpu&) = delete;
+
+  CpuState& state();
+  // Runs until a stop condition. `max_guest_exits` bounds exits to the engine (0 = unbounded);
+  // it exists so tests executing garbage end deterministically.
+  StopInfo Run(uint64_t max_guest_exits = 0);
+  // Thread-safe: makes Run() return at the next instruction boundary (within microseconds).
+  void RequestStop();
+  const VcpuStats& stats() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace rove
