@@ -96,7 +96,7 @@ inline constexpr uint64_t kFfxsr = 1ull << 14;
 // Exception vectors.
 enum Vector : uint8_t {
   kDe = 0, kDb = 1, kNmi = 2, kBp = 3, kOf = 4, kBr = 5, kUd = 6, kNm = 7, kDf = 8,
-  kTs = 10, kNp = 11, kSs = 12, kGp = 13, kPf = 14, kMf = 16, kAc = 17, kMc = 18, kXm = 19,
+  kTs = 10, kNp = 11, kSsFault = 12, kGp = 13, kPf = 14, kMf = 16, kAc = 17, kMc = 18, kXm = 19,
   kVe = 20, kCp = 21
 };
 
