@@ -12,8 +12,22 @@
 namespace rove {
 
 enum Gpr : uint8_t {
-  kRax = 0, kRcx, kRdx, kRbx, kRsp, kRbp, kRsi, kRdi,
-  kR8, kR9, kR10, kR11, kR12, kR13, kR14, kR15,
+  kRax = 0,
+  kRcx,
+  kRdx,
+  kRbx,
+  kRsp,
+  kRbp,
+  kRsi,
+  kRdi,
+  kR8,
+  kR9,
+  kR10,
+  kR11,
+  kR12,
+  kR13,
+  kR14,
+  kR15,
   kGprCount
 };
 
@@ -44,8 +58,8 @@ inline constexpr uint64_t kId = 1ull << 21;
 inline constexpr uint64_t kArith = kCf | kPf | kAf | kZf | kSf | kOf;
 inline constexpr uint64_t kHostLive = kArith | kDf;
 // Every bit software can ever see set.
-inline constexpr uint64_t kDefined = kArith | kFixed1 | kTf | kIf | kDf | kIoplMask | kNt | kRf |
-                                     kVm | kAc | kVif | kVip | kId;
+inline constexpr uint64_t kDefined =
+    kArith | kFixed1 | kTf | kIf | kDf | kIoplMask | kNt | kRf | kVm | kAc | kVif | kVip | kId;
 }  // namespace rflags
 
 namespace cr0 {
@@ -95,9 +109,26 @@ inline constexpr uint64_t kFfxsr = 1ull << 14;
 
 // Exception vectors.
 enum Vector : uint8_t {
-  kDe = 0, kDb = 1, kNmi = 2, kBp = 3, kOf = 4, kBr = 5, kUd = 6, kNm = 7, kDf = 8,
-  kTs = 10, kNp = 11, kSsFault = 12, kGp = 13, kPf = 14, kMf = 16, kAc = 17, kMc = 18, kXm = 19,
-  kVe = 20, kCp = 21
+  kDe = 0,
+  kDb = 1,
+  kNmi = 2,
+  kBp = 3,
+  kOf = 4,
+  kBr = 5,
+  kUd = 6,
+  kNm = 7,
+  kDf = 8,
+  kTs = 10,
+  kNp = 11,
+  kSsFault = 12,
+  kGp = 13,
+  kPf = 14,
+  kMf = 16,
+  kAc = 17,
+  kMc = 18,
+  kXm = 19,
+  kVe = 20,
+  kCp = 21
 };
 
 // Segment descriptor attributes in the VMX "access rights" layout:
@@ -105,10 +136,10 @@ enum Vector : uint8_t {
 namespace seg_attr {
 inline constexpr uint32_t kTypeMask = 0xF;
 inline constexpr uint32_t kTypeAccessed = 1u << 0;
-inline constexpr uint32_t kTypeWritable = 1u << 1;   // data
-inline constexpr uint32_t kTypeReadable = 1u << 1;   // code
-inline constexpr uint32_t kTypeExpandDown = 1u << 2; // data
-inline constexpr uint32_t kTypeConforming = 1u << 2; // code
+inline constexpr uint32_t kTypeWritable = 1u << 1;    // data
+inline constexpr uint32_t kTypeReadable = 1u << 1;    // code
+inline constexpr uint32_t kTypeExpandDown = 1u << 2;  // data
+inline constexpr uint32_t kTypeConforming = 1u << 2;  // code
 inline constexpr uint32_t kTypeCode = 1u << 3;
 inline constexpr uint32_t kS = 1u << 4;
 inline constexpr int kDplShift = 5;

@@ -1,0 +1,61 @@
+// The binary-translation vCPU core: runs guest code from CpuState::rip as translated host code
+// until something needs the engine (an instruction to emulate, an exception to deliver, an exit
+// request). One BtCpu per vCPU thread.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+
+#include "rove/mmu/guest_memory.h"
+#include "rove/translator/cpu_state.h"
+#include "rove/translator/exit.h"
+
+namespace rove {
+
+struct BtStats {
+  uint64_t blocks_translated = 0;
+  uint64_t instructions_translated = 0;
+  uint64_t cache_flushes = 0;
+  uint64_t tlb_misses = 0;
+  uint64_t exits = 0;
+  uint64_t chains = 0;
+  uint64_t smc_invalidations = 0;
+};
+
+struct BtOptions {
+  // Size of the translation cache; it is flushed whole when full.
+  size_t code_cache_bytes = 64ull << 20;
+  // Upper bound on guest instructions per translated block.
+  int max_block_instructions = 64;
+};
+
+class BtCpu : public TranslationControl {
+ public:
+  BtCpu(GuestMemory& memory, CpuState& state, BtOptions options = {});
+  ~BtCpu() override;
+  BtCpu(const BtCpu&) = delete;
+  BtCpu& operator=(const BtCpu&) = delete;
+
+  // Runs translated code until an exit. With `single_step` exactly one guest instruction is
+  // executed (used after STI/MOV SS and for TF); an instruction that needs emulation returns
+  // kEmulate without executing anything.
+  Exit Run(bool single_step = false);
+
+  // Thread-safe: the running (or next) Run() returns kRequest at the next block boundary.
+  void RequestExit();
+  void ClearExitRequest();
+
+  void FlushTlb(bool include_global) override;
+  void FlushTlbPage(uint64_t linear) override;
+  void FlushTranslations() override;
+
+  const BtStats& stats() const;
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace rove

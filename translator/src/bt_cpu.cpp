@@ -1,0 +1,598 @@
+// The BT vCPU core: block lookup and chaining, the soft-TLB slow path, self-modifying-code
+// invalidation, and mapping host faults in translated code back to precise guest exceptions.
+#include <immintrin.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <ucontext.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <mutex>
+#include <stdexcept>
+
+#include "impl.h"
+#include "rove/mmu/page_walker.h"
+
+namespace rove {
+
+namespace {
+
+thread_local BtCpu::Impl* t_current = nullptr;
+struct sigaction g_previous[65];
+std::once_flag g_signals_once;
+
+void FaultHandler(int sig, siginfo_t* info, void* uc_void);
+
+void InstallSignalHandlers() {
+  std::call_once(g_signals_once, [] {
+    for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP}) {
+      struct sigaction sa {};
+      sa.sa_sigaction = FaultHandler;
+      sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
+      sigemptyset(&sa.sa_mask);
+      sigaction(sig, &sa, &g_previous[sig]);
+    }
+  });
+}
+
+void ChainToPrevious(int sig, siginfo_t* info, void* uc) {
+  const struct sigaction& prev = g_previous[sig];
+  if (prev.sa_flags & SA_SIGINFO) {
+    if (prev.sa_sigaction) {
+      prev.sa_sigaction(sig, info, uc);
+      return;
+    }
+  } else if (prev.sa_handler != SIG_DFL && prev.sa_handler != SIG_IGN && prev.sa_handler) {
+    prev.sa_handler(sig);
+    return;
+  }
+  // Default action: restore it and return; the faulting instruction re-executes and the
+  // process ends with the original signal.
+  signal(sig, SIG_DFL);
+}
+
+void FaultHandler(int sig, siginfo_t* info, void* uc_void) {
+  auto* uc = static_cast<ucontext_t*>(uc_void);
+  BtCpu::Impl* impl = t_current;
+  uintptr_t pc = static_cast<uintptr_t>(uc->uc_mcontext.gregs[REG_RIP]);
+  if (!impl || pc < reinterpret_cast<uintptr_t>(impl->cache) + impl->runtime.size ||
+      pc >= reinterpret_cast<uintptr_t>(impl->cache) + impl->cache_used) {
+    ChainToPrevious(sig, info, uc_void);
+    return;
+  }
+  bt::Block* block = impl->FindBlockByHost(pc);
+  GuestException ex;
+  switch (sig) {
+    case SIGFPE:
+      ex.vector = (info->si_code == FPE_INTDIV || info->si_code == FPE_INTOVF) ? kDe : kXm;
+      break;
+    case SIGILL:
+      ex.vector = kUd;
+      break;
+    case SIGTRAP:
+      ex.vector = kDb;
+      break;
+    default:
+      ex.vector = kGp;
+      ex.has_error_code = true;
+      ex.error_code = 0;
+      break;
+  }
+  static const int kGregOf[16] = {REG_RAX, REG_RCX, REG_RDX, REG_RBX, REG_RSP, REG_RBP,
+                                  REG_RSI, REG_RDI, REG_R8,  REG_R9,  REG_R10, REG_R11,
+                                  REG_R12, REG_R13, REG_R14, REG_R15};
+  bt::VcpuContext* ctx = impl->ctx.get();
+  uint64_t guest_rip = impl->state.rip;
+  if (block) {
+    uint32_t off = static_cast<uint32_t>(pc - reinterpret_cast<uintptr_t>(block->host));
+    auto it =
+        std::upper_bound(block->insns.begin(), block->insns.end(), off,
+                         [](uint32_t o, const bt::InsnMapEntry& e) { return o < e.host_offset; });
+    if (it != block->insns.begin()) {
+      --it;
+      guest_rip = it->guest_rip;
+      for (int slot = 0; slot < 3; ++slot) {
+        uint8_t reg = it->spilled[slot];
+        if (reg < 16 && reg != kRsp)
+          uc->uc_mcontext.gregs[kGregOf[reg]] = static_cast<greg_t>(ctx->spill[slot]);
+      }
+    }
+  }
+  impl->state.rip = guest_rip;
+  ctx->pending_exception = ex;
+  ctx->exit_reason = bt::kExitException;
+  uc->uc_mcontext.gregs[REG_RIP] = reinterpret_cast<greg_t>(impl->runtime.exit_from_signal);
+}
+
+uint8_t* g_guard_page = nullptr;
+std::once_flag g_guard_once;
+
+uint8_t* GuardPage() {
+  std::call_once(g_guard_once, [] {
+    void* p = mmap(nullptr, kPageSize, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) throw std::runtime_error("cannot map the TLB guard page");
+    g_guard_page = static_cast<uint8_t*>(p);
+  });
+  return g_guard_page;
+}
+
+using EnterFn = void (*)(void* host_code);
+
+}  // namespace
+
+BtCpu::Impl::Impl(GuestMemory& memory_in, CpuState& state_in, BtOptions options_in)
+    : memory(memory_in), state(state_in), options(options_in) {
+  InstallSignalHandlers();
+  ctx = std::make_unique<bt::VcpuContext>();
+  ctx->state = &state;
+  ctx->xsave_mask = 0xE7 & _xgetbv(0);
+  ctx->owner = this;
+  cache_size = options.code_cache_bytes;
+  void* p = mmap(nullptr, cache_size, PROT_READ | PROT_WRITE | PROT_EXEC,
+                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED)
+    throw std::runtime_error(std::string("cannot map the translation cache: ") + strerror(errno));
+  cache = static_cast<uint8_t*>(p);
+  ZydisDecoderInit(&decoder64, ZYDIS_MACHINE_MODE_LONG_64, ZYDIS_STACK_WIDTH_64);
+  ZydisDecoderInit(&decoder32, ZYDIS_MACHINE_MODE_LEGACY_32, ZYDIS_STACK_WIDTH_32);
+  ZydisDecoderInit(&decoder16, ZYDIS_MACHINE_MODE_LEGACY_16, ZYDIS_STACK_WIDTH_16);
+  EmitRuntime();
+  FlushSoftTlb(true);
+  FlushJumpCache();
+}
+
+BtCpu::Impl::~Impl() {
+  if (cache) munmap(cache, cache_size);
+}
+
+uint8_t* BtCpu::Impl::AllocateCode(size_t bytes) {
+  size_t start = (cache_used + 15) & ~size_t{15};
+  if (start + bytes > cache_size) return nullptr;
+  cache_used = start + bytes;
+  return cache + start;
+}
+
+PagingRegs BtCpu::Impl::Paging() const {
+  PagingRegs r;
+  r.cr0 = state.cr0;
+  r.cr3 = state.cr3;
+  r.cr4 = state.cr4;
+  r.efer = state.efer;
+  return r;
+}
+
+bt::TransMode BtCpu::Impl::CurrentMode() const {
+  bt::TransMode m;
+  m.code_bits = static_cast<uint8_t>(state.code_bits());
+  m.stack_bits = static_cast<uint8_t>(state.stack_bits());
+  if (state.cpl() == 3)
+    m.view = kTlbUser;
+  else if ((state.cr4 & cr4::kSmap) && (state.rflags & rflags::kAc))
+    m.view = kTlbSupervisorAc;
+  else
+    m.view = kTlbSupervisor;
+  if (m.code_bits != 64) {
+    if (!state.protected_mode() || state.v86_mode()) {
+      m.add_seg_base = true;
+    } else {
+      m.add_seg_base = state.seg[kCs].base != 0 || state.seg[kDs].base != 0 ||
+                       state.seg[kEs].base != 0 || state.seg[kSs].base != 0;
+    }
+  }
+  return m;
+}
+
+void BtCpu::Impl::FlushJumpCache() {
+  for (auto& jc : ctx->jump_cache) {
+    for (uint64_t i = 0; i < bt::kJumpCacheEntries; ++i) {
+      jc.neg_rip[i] = 0;  // matches only RIP 0, whose "hit" lands on the miss routine
+      jc.host[i] = reinterpret_cast<uint64_t>(runtime.exit_lookup_miss);
+    }
+  }
+}
+
+void BtCpu::Impl::FlushSoftTlb(bool include_global) {
+  const uint64_t invalid_addend = reinterpret_cast<uint64_t>(GuardPage()) - kTlbInvalidTag;
+  for (auto& set : ctx->tlb.set) {
+    for (uint64_t i = 0; i < kTlbEntries; ++i) {
+      if (!include_global && set.global[i] && set.read_neg_tag[i] != kTlbInvalidTag) continue;
+      set.read_neg_tag[i] = kTlbInvalidTag;
+      set.write_neg_tag[i] = kTlbInvalidTag;
+      set.addend[i] = invalid_addend;
+      set.phys_page[i] = ~0ull;
+      set.global[i] = 0;
+    }
+  }
+}
+
+void BtCpu::Impl::FlushSoftTlbForCodePage(uint64_t phys_page) {
+  for (auto& set : ctx->tlb.set)
+    for (uint64_t i = 0; i < kTlbEntries; ++i)
+      if (set.phys_page[i] == phys_page) set.write_neg_tag[i] = kTlbInvalidTag;
+}
+
+bt::Block* BtCpu::Impl::FindBlockByHost(uintptr_t pc) {
+  auto it = blocks_by_host.upper_bound(pc);
+  if (it == blocks_by_host.begin()) return nullptr;
+  --it;
+  bt::Block* b = it->second;
+  if (pc >= reinterpret_cast<uintptr_t>(b->host) + b->host_size) return nullptr;
+  return b;
+}
+
+void BtCpu::Impl::InvalidatePage(uint64_t phys_page) {
+  auto it = blocks_by_page.find(phys_page);
+  if (it == blocks_by_page.end()) {
+    memory.ClearCodePage(phys_page);
+    return;
+  }
+  for (bt::Block* b : it->second) {
+    if (!b->valid) continue;
+    b->valid = false;
+    if (b == current_block) current_block_invalidated = true;
+    blocks.erase(bt::BlockKey{b->linear, b->cs_base, b->phys_page[0], b->mode});
+    stats.smc_invalidations++;
+  }
+  blocks_by_page.erase(it);
+  memory.ClearCodePage(phys_page);
+  FlushJumpCache();
+}
+
+void BtCpu::Impl::FlushCache() {
+  for (auto& [page, list] : blocks_by_page) memory.ClearCodePage(page);
+  blocks.clear();
+  blocks_by_page.clear();
+  blocks_by_host.clear();
+  block_storage.clear();
+  current_block = nullptr;
+  cache_used = runtime.size;
+  FlushJumpCache();
+  stats.cache_flushes++;
+}
+
+namespace {
+
+bool Canonical64(uint64_t v) {
+  return static_cast<uint64_t>(static_cast<int64_t>(v << 16) >> 16) == v;
+}
+
+const bt::MemSiteInfo* FindSite(bt::Block* b, uintptr_t ret) {
+  if (!b) return nullptr;
+  uint32_t off = static_cast<uint32_t>(ret - reinterpret_cast<uintptr_t>(b->host));
+  auto it =
+      std::lower_bound(b->mem_sites.begin(), b->mem_sites.end(), off,
+                       [](const bt::MemSiteInfo& s, uint32_t o) { return s.return_offset < o; });
+  if (it == b->mem_sites.end() || it->return_offset != off) return nullptr;
+  return &*it;
+}
+
+}  // namespace
+
+uint64_t BtCpu::Impl::MemSlowPath(uintptr_t ret) {
+  bt::Block* b = FindBlockByHost(ret);
+  const bt::MemSiteInfo* site = FindSite(b, ret);
+  if (!site) throw std::logic_error("translator: unknown memory slow-path call site");
+  const uint64_t va = ctx->mem_va;
+  const uint32_t size = site->size;
+  const bool write = site->write;
+  const bool user = site->view == kTlbUser;
+  const bool ac = site->view == kTlbSupervisorAc;
+  const PagingRegs regs = Paging();
+  const bool paging = PagingEnabled(regs);
+  const bool long_mode = state.long_mode_active();
+  stats.tlb_misses++;
+
+  auto raise = [&](GuestException ex) -> uint64_t {
+    state.rip = site->guest_rip;
+    ctx->pending_exception = ex;
+    ctx->exit_reason = bt::kExitException;
+    return 1;
+  };
+
+  const uint64_t last = va + size - 1;
+  if (long_mode && state.code64() && (!Canonical64(va) || !Canonical64(last))) {
+    GuestException ex;
+    ex.vector = kGp;
+    ex.has_error_code = true;
+    return raise(ex);
+  }
+  const uint64_t lin_mask = long_mode ? ~0ull : 0xFFFFFFFFull;
+  uint64_t pages[2] = {va & kPageMask & lin_mask, last & kPageMask & lin_mask};
+  const int npages = pages[0] == pages[1] ? 1 : 2;
+  uint64_t phys[2] = {};
+  WalkResult walks[2];
+  for (int i = 0; i < npages; ++i) {
+    if (paging) {
+      WalkRequest req;
+      req.linear = pages[i];
+      req.access = write ? Access::kWrite : Access::kRead;
+      req.user = user;
+      req.ac = ac;
+      walks[i] = WalkPageTables(memory, regs, req);
+      if (!walks[i].ok) {
+        GuestException ex;
+        ex.vector = kPf;
+        ex.has_error_code = true;
+        ex.error_code = walks[i].error_code;
+        ex.cr2 = i == 0 ? va : pages[1];
+        return raise(ex);
+      }
+      phys[i] = walks[i].phys & kPageMask;
+    } else {
+      phys[i] = pages[i];
+      walks[i].ok = true;
+      walks[i].writable = true;
+    }
+  }
+
+  const uint64_t offset = va & (kPageSize - 1);
+  if (npages == 1 && memory.IsRam(phys[0])) {
+    if (write && memory.IsCodePage(phys[0])) memory.NotifyWrite(phys[0] + offset, size);
+    TlbSet& set = ctx->tlb.set[site->view];
+    const uint64_t idx = SoftTlb::Index(pages[0]);
+    const uint64_t neg_tag = 0 - pages[0];
+    if (set.read_neg_tag[idx] != neg_tag) set.write_neg_tag[idx] = kTlbInvalidTag;
+    set.read_neg_tag[idx] = neg_tag;
+    set.addend[idx] = reinterpret_cast<uint64_t>(memory.host_base()) + phys[0] - pages[0];
+    set.phys_page[idx] = phys[0];
+    set.global[idx] = paging && walks[0].global;
+    if (write && !memory.IsCodePage(phys[0])) set.write_neg_tag[idx] = neg_tag;
+    ctx->mem_host = reinterpret_cast<uint64_t>(memory.host_base()) + phys[0] + offset;
+    ctx->bounce_active = false;
+    return 0;
+  }
+  // MMIO or a page-crossing access: go through the bounce buffer.
+  ctx->bounce_phys[0] = phys[0] + offset;
+  ctx->bounce_len[0] = npages == 1 ? size : static_cast<uint32_t>(kPageSize - offset);
+  ctx->bounce_phys[1] = phys[1];
+  ctx->bounce_len[1] = npages == 1 ? 0 : size - ctx->bounce_len[0];
+  // Reads see current memory; a write-only access still needs the old bytes for partial
+  // writes of the bounce area, so the buffer is always filled (MMIO reads are skipped for
+  // pure writes so device side effects do not happen twice).
+  bool is_mmio = !memory.IsRam(phys[0]) || (npages == 2 && !memory.IsRam(phys[1]));
+  if (!(write && is_mmio)) {
+    memory.Read(ctx->bounce_phys[0], ctx->bounce, ctx->bounce_len[0]);
+    if (ctx->bounce_len[1])
+      memory.Read(ctx->bounce_phys[1], ctx->bounce + ctx->bounce_len[0], ctx->bounce_len[1]);
+  } else {
+    std::memset(ctx->bounce, 0, size);
+  }
+  ctx->bounce_active = true;
+  ctx->mem_host = reinterpret_cast<uint64_t>(ctx->bounce);
+  return 0;
+}
+
+uint64_t BtCpu::Impl::MemPostPath(uintptr_t ret) {
+  bt::Block* b = FindBlockByHost(ret);
+  const bt::MemSiteInfo* site = FindSite(b, ret);
+  if (!site) throw std::logic_error("translator: unknown memory post-path call site");
+  if (ctx->bounce_active) {
+    ctx->bounce_active = false;
+    memory.Write(ctx->bounce_phys[0], ctx->bounce, ctx->bounce_len[0]);
+    if (ctx->bounce_len[1])
+      memory.Write(ctx->bounce_phys[1], ctx->bounce + ctx->bounce_len[0], ctx->bounce_len[1]);
+  }
+  if (current_block_invalidated) {
+    // The running block's code was overwritten: continue with a fresh translation.
+    current_block_invalidated = false;
+    state.rip = site->next_rip;
+    ctx->lookup_rip = site->next_rip;
+    ctx->exit_reason = bt::kExitLookup;
+    return 1;
+  }
+  return 0;
+}
+
+// ------------------------------------------------------------------------------------------
+
+BtCpu::BtCpu(GuestMemory& memory, CpuState& state, BtOptions options)
+    : impl_(std::make_unique<Impl>(memory, state, options)) {
+  Impl* impl = impl_.get();
+  memory.SetCodeWriteObserver([impl](uint64_t page) { impl->InvalidatePage(page); });
+}
+
+BtCpu::~BtCpu() = default;
+
+const BtStats& BtCpu::stats() const {
+  return impl_->stats;
+}
+
+void BtCpu::RequestExit() {
+  __atomic_store_n(&impl_->ctx->exit_request, 1, __ATOMIC_SEQ_CST);
+}
+void BtCpu::ClearExitRequest() {
+  __atomic_store_n(&impl_->ctx->exit_request, 0, __ATOMIC_SEQ_CST);
+}
+
+void BtCpu::FlushTlb(bool include_global) {
+  impl_->FlushSoftTlb(include_global);
+  impl_->FlushJumpCache();
+}
+
+void BtCpu::FlushTlbPage(uint64_t linear) {
+  uint64_t page = linear & kPageMask;
+  uint64_t idx = SoftTlb::Index(page);
+  uint64_t invalid_addend = reinterpret_cast<uint64_t>(GuardPage()) - kTlbInvalidTag;
+  for (auto& set : impl_->ctx->tlb.set) {
+    if (set.read_neg_tag[idx] == 0 - page || set.write_neg_tag[idx] == 0 - page) {
+      set.read_neg_tag[idx] = kTlbInvalidTag;
+      set.write_neg_tag[idx] = kTlbInvalidTag;
+      set.addend[idx] = invalid_addend;
+      set.phys_page[idx] = ~0ull;
+      set.global[idx] = 0;
+    }
+  }
+  impl_->FlushJumpCache();
+}
+
+void BtCpu::FlushTranslations() {
+  impl_->FlushCache();
+}
+
+Exit BtCpu::Run(bool single_step) {
+  Impl& im = *impl_;
+  bt::VcpuContext* ctx = im.ctx.get();
+  CpuState& st = im.state;
+  _writegsbase_u64(reinterpret_cast<uint64_t>(ctx));
+  t_current = &im;
+  struct Reset {
+    ~Reset() { t_current = nullptr; }
+  } reset;
+
+  ctx->guest_rsp = st.gpr[kRsp];
+  for (int s = 0; s < kSegCount; ++s) ctx->seg_base[s] = st.seg[s].base;
+
+  static thread_local uint32_t last_mode_key = 0;
+  static thread_local uint64_t last_cs_base = ~0ull;
+
+  Exit exit;
+  for (;;) {
+    if (__atomic_load_n(&ctx->exit_request, __ATOMIC_RELAXED)) {
+      exit.reason = ExitReason::kRequest;
+      break;
+    }
+    bt::TransMode mode = im.CurrentMode();
+    mode.single_step = single_step;
+    bt::TransMode key_mode = mode;
+    key_mode.view = 0;
+    if (key_mode.Pack() != last_mode_key || st.seg[kCs].base != last_cs_base) {
+      im.FlushJumpCache();
+      last_mode_key = key_mode.Pack();
+      last_cs_base = st.seg[kCs].base;
+    }
+    const uint64_t rip_mask =
+        mode.code_bits == 64 ? ~0ull : (mode.code_bits == 32 ? 0xFFFFFFFFull : 0xFFFFull);
+    st.rip &= rip_mask;
+    uint64_t linear = st.seg[kCs].base + st.rip;
+    if (!st.long_mode_active()) linear &= 0xFFFFFFFFull;
+    if (mode.code_bits == 64 && !Canonical64(linear)) {
+      exit.reason = ExitReason::kException;
+      exit.exception = GuestException{kGp, true, 0, 0};
+      break;
+    }
+    // Instruction fetch translation.
+    uint64_t phys = linear;
+    PagingRegs regs = im.Paging();
+    if (PagingEnabled(regs)) {
+      WalkRequest req;
+      req.linear = linear;
+      req.access = Access::kExecute;
+      req.user = mode.view == kTlbUser;
+      WalkResult w = WalkPageTables(im.memory, regs, req);
+      if (!w.ok) {
+        exit.reason = ExitReason::kException;
+        exit.exception = GuestException{kPf, true, w.error_code, linear};
+        break;
+      }
+      phys = w.phys;
+    }
+    bt::BlockKey key{linear, st.seg[kCs].base, phys & kPageMask, mode.Pack()};
+    bt::Block* block = nullptr;
+    auto found = im.blocks.find(key);
+    if (found != im.blocks.end()) {
+      block = found->second;
+    } else {
+      GuestException fault;
+      block = im.Translate(mode, linear, phys, &fault);
+      if (!block && fault.vector == kPf) {
+        exit.reason = ExitReason::kException;
+        exit.exception = fault;
+        break;
+      }
+      if (!block) {
+        im.FlushCache();
+        block = im.Translate(mode, linear, phys, &fault);
+        if (!block) throw std::runtime_error("translator: block does not fit in an empty cache");
+      }
+      im.blocks.emplace(key, block);
+      im.blocks_by_host.emplace(reinterpret_cast<uintptr_t>(block->host), block);
+      im.blocks_by_page[block->phys_page[0]].push_back(block);
+      im.memory.MarkCodePage(block->phys_page[0]);
+      im.FlushSoftTlbForCodePage(block->phys_page[0]);
+      if (block->phys_page[1] != ~0ull) {
+        im.blocks_by_page[block->phys_page[1]].push_back(block);
+        im.memory.MarkCodePage(block->phys_page[1]);
+        im.FlushSoftTlbForCodePage(block->phys_page[1]);
+      }
+    }
+    if (block->emulate_only) {
+      exit.reason = ExitReason::kEmulate;
+      break;
+    }
+    if (!single_step) {
+      bt::JumpCache& jc = ctx->jump_cache[mode.view == kTlbUser ? 1 : 0];
+      uint64_t idx = st.rip & (bt::kJumpCacheEntries - 1);
+      jc.neg_rip[idx] = -static_cast<int64_t>(st.rip);
+      jc.host[idx] = reinterpret_cast<uint64_t>(block->host);
+    }
+    im.current_block = block;
+    im.current_block_invalidated = false;
+    ctx->guest_rsp = st.gpr[kRsp];
+    ctx->exit_reason = 0;
+    reinterpret_cast<EnterFn>(im.runtime.enter)(block->host);
+    im.stats.exits++;
+    im.current_block = nullptr;
+    uint64_t reason = ctx->exit_reason;
+    if (reason != bt::kExitException) st.rip = ctx->lookup_rip;
+    if (reason == bt::kExitEmulate) {
+      exit.reason = ExitReason::kEmulate;
+      break;
+    }
+    if (reason == bt::kExitException) {
+      exit.reason = ExitReason::kException;
+      exit.exception = ctx->pending_exception;
+      break;
+    }
+    if (reason == bt::kExitRequest) {
+      exit.reason = ExitReason::kRequest;
+      break;
+    }
+    if (single_step) {
+      exit.reason = ExitReason::kRequest;
+      break;
+    }
+    if (reason == bt::kExitChain) {
+      // Chain the exited block's direct jump to the target when both are valid and the
+      // target lies in the same page (guaranteed by the emitter) and within one page.
+      uint64_t tlinear = st.seg[kCs].base + st.rip;
+      if (!st.long_mode_active()) tlinear &= 0xFFFFFFFFull;
+      bt::BlockKey tkey{tlinear, st.seg[kCs].base, (phys & kPageMask), mode.Pack()};
+      auto t = im.blocks.find(tkey);
+      if ((tlinear & kPageMask) == (linear & kPageMask) && block->valid) {
+        bt::Block* target = nullptr;
+        if (t != im.blocks.end()) {
+          target = t->second;
+        } else {
+          GuestException fault;
+          uint64_t tphys = (phys & kPageMask) | (tlinear & (kPageSize - 1));
+          target = im.Translate(mode, tlinear, tphys, &fault);
+          if (target) {
+            im.blocks.emplace(tkey, target);
+            im.blocks_by_host.emplace(reinterpret_cast<uintptr_t>(target->host), target);
+            im.blocks_by_page[target->phys_page[0]].push_back(target);
+            im.memory.MarkCodePage(target->phys_page[0]);
+            im.FlushSoftTlbForCodePage(target->phys_page[0]);
+            if (target->phys_page[1] != ~0ull) {
+              im.blocks_by_page[target->phys_page[1]].push_back(target);
+              im.memory.MarkCodePage(target->phys_page[1]);
+              im.FlushSoftTlbForCodePage(target->phys_page[1]);
+            }
+          }
+        }
+        if (target && target->valid && target->chainable_target && !target->emulate_only &&
+            block->valid) {
+          uint8_t* site = reinterpret_cast<uint8_t*>(ctx->chain_site);
+          int64_t rel = reinterpret_cast<int64_t>(target->host) - reinterpret_cast<int64_t>(site);
+          int32_t rel32 = static_cast<int32_t>(rel);
+          std::memcpy(site - 4, &rel32, 4);
+          im.stats.chains++;
+        }
+      }
+    }
+  }
+  st.gpr[kRsp] = ctx->guest_rsp;
+  return exit;
+}
+
+}  // namespace rove

@@ -1,0 +1,74 @@
+// The per-vCPU context that translated code reaches through the GS segment base. Only the
+// translator knows this layout; offsets are taken with offsetof when code is emitted.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "rove/mmu/soft_tlb.h"
+#include "rove/translator/cpu_state.h"
+#include "rove/translator/exit.h"
+
+namespace rove::bt {
+
+// Indirect-branch lookup cache: per privilege view, direct-mapped by the low bits of the
+// guest target. Entries hold the negated guest RIP so translated code can test for a hit
+// with LEA + JRCXZ and leave RFLAGS untouched.
+inline constexpr int kJumpCacheBits = 12;
+inline constexpr uint64_t kJumpCacheEntries = 1ull << kJumpCacheBits;
+
+struct JumpCache {
+  int64_t neg_rip[kJumpCacheEntries];
+  uint64_t host[kJumpCacheEntries];
+};
+
+// Internal exit reasons written by translated code into VcpuContext::exit_reason.
+enum InternalExit : uint64_t {
+  kExitEmulate = 1,    // state.rip = instruction to emulate
+  kExitException = 2,  // pending_exception filled; state.rip = faulting instruction
+  kExitRequest = 3,    // exit_request seen; state.rip = next instruction
+  kExitLookup = 4,     // state.rip = branch target not found in the jump cache
+  kExitChain = 5,      // state.rip = direct branch target; chain_site = rel32 to patch
+};
+
+inline constexpr int kSpillSlots = 4;
+inline constexpr size_t kBounceBytes = 8192;
+
+struct alignas(64) VcpuContext {
+  // --- touched by translated code on hot paths ---
+  uint64_t guest_rsp = 0;
+  uint64_t spill[kSpillSlots] = {};
+  uint64_t spill_rcx = 0;
+  uint64_t tmp_rax = 0;
+  volatile uint64_t exit_request = 0;
+  uint64_t host_rsp = 0;
+  uint64_t exit_reason = 0;
+  uint64_t chain_site = 0;
+  uint64_t jump_target = 0;
+  uint64_t lookup_rip = 0;
+  uint64_t seg_base[kSegCount] = {};
+  uint64_t tlb_index_mask = (kTlbEntries - 1) << 12;  // PEXT mask: page number bits
+  uint64_t jc_index_mask = kJumpCacheEntries - 1;     // PEXT mask: low bits of the target
+  uint64_t page_hi_mask = ~(uint64_t{4096} - 1);      // PEXT mask: nonzero iff off-page
+  // XSAVE components guest state may use: x87, SSE, AVX, AVX-512 (never AMX or PKRU, whose
+  // state is not in CpuState::xsave), intersected with the host XCR0.
+  uint64_t xsave_mask = 0xE7;
+  CpuState* state = nullptr;
+  void* owner = nullptr;  // BtCpu::Impl*
+
+  // --- memory slow path arguments ---
+  uint64_t mem_va = 0;
+  uint64_t mem_host = 0;
+  // A bounced access (MMIO or page-crossing): up to two physical pieces.
+  uint64_t bounce_phys[2] = {};
+  uint32_t bounce_len[2] = {};
+  bool bounce_active = false;
+
+  GuestException pending_exception;
+
+  alignas(64) uint8_t bounce[kBounceBytes] = {};
+  JumpCache jump_cache[2];  // [0] supervisor, [1] user
+  SoftTlb tlb;
+};
+
+}  // namespace rove::bt

@@ -1,0 +1,147 @@
+// Internal structure of the BT vCPU shared by the translator's source files.
+#pragma once
+
+#include <Zydis/Zydis.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <unordered_map>
+#include <vector>
+
+#include "context.h"
+#include "rove/mmu/guest_memory.h"
+#include "rove/mmu/page_walker.h"
+#include "rove/translator/bt_cpu.h"
+
+namespace rove::bt {
+
+// What a block was translated for; part of the lookup key.
+struct TransMode {
+  uint8_t code_bits = 64;   // 16, 32, 64
+  uint8_t stack_bits = 64;  // 16, 32, 64
+  uint8_t view = kTlbSupervisor;
+  bool add_seg_base = false;  // DS/ES/SS bases must be added (real mode, non-flat segments)
+  bool single_step = false;
+
+  uint32_t Pack() const {
+    return code_bits | (stack_bits << 8) | (view << 16) | (add_seg_base << 20) |
+           (single_step << 21);
+  }
+};
+
+// Maps a host code range of a block back to the guest instruction it came from.
+struct InsnMapEntry {
+  uint32_t host_offset;  // start of the host code for this guest instruction
+  uint64_t guest_rip;    // the instruction's RIP (offset in CS)
+  uint64_t next_rip;     // RIP after it
+  uint8_t spilled[3];    // host register number held in ctx.spill[i] at the guest insn, or 0xFF
+};
+
+// A call into the memory slow path, identified by its return address.
+struct MemSiteInfo {
+  uint32_t return_offset;
+  uint32_t size;
+  bool write;
+  bool post;  // the call after the access (write-back / SMC check)
+  uint8_t view;
+  uint64_t guest_rip;
+  uint64_t next_rip;
+};
+
+struct Block {
+  uint64_t linear = 0;  // linear address of the first instruction
+  uint64_t rip = 0;     // RIP of the first instruction
+  uint64_t cs_base = 0;
+  uint32_t mode = 0;
+  uint64_t phys_page[2] = {~0ull, ~0ull};
+  uint8_t* host = nullptr;
+  uint32_t host_size = 0;
+  uint32_t guest_instructions = 0;
+  bool valid = true;
+  bool chainable_target = true;        // lies within one guest page
+  bool emulate_only = false;           // first instruction needs the emulator
+  std::vector<InsnMapEntry> insns;     // sorted by host_offset
+  std::vector<MemSiteInfo> mem_sites;  // sorted by return_offset
+};
+
+struct BlockKey {
+  uint64_t linear;
+  uint64_t cs_base;
+  uint64_t phys;
+  uint32_t mode;
+  bool operator==(const BlockKey&) const = default;
+};
+
+struct BlockKeyHash {
+  size_t operator()(const BlockKey& k) const {
+    uint64_t h = k.linear * 0x9E3779B97F4A7C15ull;
+    h ^= (k.phys + k.mode) * 0xC2B2AE3D27D4EB4Full;
+    h ^= k.cs_base * 0x165667B19E3779F9ull;
+    return static_cast<size_t>(h ^ (h >> 29));
+  }
+};
+
+// Entry points of the shared runtime code placed at the start of the code cache.
+struct Runtime {
+  uint8_t* enter = nullptr;             // void enter(void* host_code)
+  uint8_t* exit_common = nullptr;       // rax saved in tmp_rax, exit_reason + state.rip set
+  uint8_t* exit_from_signal = nullptr;  // like exit_common but rax still live
+  uint8_t* exit_lookup_miss = nullptr;  // jump-cache miss; target in ctx.lookup_rip
+  uint8_t* thunk_mem_slow = nullptr;    // call: C++ slow path for a memory access
+  uint8_t* thunk_mem_post = nullptr;    // call: C++ after a slow-path write
+  size_t size = 0;
+};
+
+}  // namespace rove::bt
+
+namespace rove {
+
+struct BtCpu::Impl {
+  Impl(GuestMemory& memory, CpuState& state, BtOptions options);
+  ~Impl();
+
+  GuestMemory& memory;
+  CpuState& state;
+  BtOptions options;
+  BtStats stats;
+
+  std::unique_ptr<bt::VcpuContext> ctx;
+  uint8_t* cache = nullptr;
+  size_t cache_size = 0;
+  size_t cache_used = 0;  // bytes used, runtime included
+  bt::Runtime runtime;
+
+  std::unordered_map<bt::BlockKey, bt::Block*, bt::BlockKeyHash> blocks;
+  std::map<uintptr_t, bt::Block*> blocks_by_host;  // host start -> block (for faults)
+  std::vector<std::unique_ptr<bt::Block>> block_storage;
+  std::unordered_map<uint64_t, std::vector<bt::Block*>> blocks_by_page;  // phys page -> blocks
+  bt::Block* current_block = nullptr;  // block whose code is running (for SMC)
+  bool current_block_invalidated = false;
+
+  ZydisDecoder decoder64, decoder32, decoder16;
+
+  // bt_cpu.cpp
+  bt::TransMode CurrentMode() const;
+  PagingRegs Paging() const;
+  void FlushCache();
+  void InvalidatePage(uint64_t phys_page);
+  void FlushJumpCache();
+  void FlushSoftTlb(bool include_global);
+  void FlushSoftTlbForCodePage(uint64_t phys_page);
+  bt::Block* FindBlockByHost(uintptr_t pc);
+  uint64_t MemSlowPath(uintptr_t return_address);
+  uint64_t MemPostPath(uintptr_t return_address);
+
+  // runtime.cpp
+  void EmitRuntime();
+
+  // block_translator.cpp: translates the block at state.rip for `mode`; returns nullptr and
+  // fills `fault` when the first instruction cannot be fetched.
+  bt::Block* Translate(const bt::TransMode& mode, uint64_t linear, uint64_t phys,
+                       GuestException* fault);
+  // Copies finished code into the cache; returns nullptr when the cache is full.
+  uint8_t* AllocateCode(size_t bytes);
+};
+
+}  // namespace rove
