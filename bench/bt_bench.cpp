@@ -1,0 +1,240 @@
+// Benchmarks of the BT vCPU against native execution of the same bytes.
+//
+//   BM_ChecksumNative / BM_ChecksumRove   the guest compute kernel (bench/guest/*.asm) over
+//                                         1 MiB; the rove case reports x_native = rove/native
+//   BM_Translate                          guest instructions translated per second
+//   BM_ChainedBranch                      a one-block loop (dec/jnz): ns per iteration
+//   BM_IndirectBranch                     jmp through a register each iteration
+//   BM_TlbHit / BM_TlbMiss                one load per iteration, hitting / missing the soft TLB
+#include <benchmark/benchmark.h>
+#include <sys/mman.h>
+
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "rove/engine/io_ports.h"
+#include "rove/engine/loader/raw_loader.h"
+#include "rove/engine/vcpu.h"
+#include "rove/mmu/guest_memory.h"
+
+namespace rove {
+namespace {
+
+constexpr uint64_t kCodeAddr = 0x100000;
+constexpr uint64_t kHltAddr = 0x0FF000;
+constexpr uint64_t kStackTop = 0x800000;
+constexpr uint64_t kHistAddr = 0x900000;
+constexpr uint64_t kBufAddr = 0x1000000;
+constexpr uint64_t kBufLen = 1 << 20;
+
+class NoPorts : public IoPorts {
+ public:
+  uint32_t In(uint16_t, unsigned) override { return ~0u; }
+  void Out(uint16_t, unsigned, uint32_t) override {}
+};
+
+std::vector<uint8_t> ReadGuest(const std::string& name) {
+  std::string path = std::string(ROVE_BENCH_GUEST_DIR) + "/" + name;
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw std::runtime_error("missing guest binary " + path);
+  return {std::istreambuf_iterator<char>(f), {}};
+}
+
+// A 64-bit guest with identity paging, running flat code that ends in HLT.
+struct FlatGuest {
+  explicit FlatGuest(const std::vector<uint8_t>& code) : mem(GuestMemory::Create(256ull << 20)) {
+    vcpu = std::make_unique<Vcpu>(*mem, ports);
+    loader::RawBinaryOptions opt;
+    opt.load_address = kCodeAddr;
+    opt.entry = kCodeAddr;
+    opt.mode = loader::EntryMode::kLong64;
+    opt.stack_pointer = kStackTop;
+    loader::LoadRawBinary(*mem, vcpu->state(), code, opt);
+    uint8_t hlt = 0xF4;
+    mem->Write(kHltAddr, &hlt, 1);
+  }
+
+  // Calls the code as a function: rip = entry, return address = HLT.
+  StopInfo Call(uint64_t rdi, uint64_t rsi, uint64_t rdx, uint64_t rcx = 0) {
+    CpuState& s = vcpu->state();
+    s.halted = false;
+    s.rip = kCodeAddr;
+    s.gpr[kRdi] = rdi;
+    s.gpr[kRsi] = rsi;
+    s.gpr[kRdx] = rdx;
+    s.gpr[kRcx] = rcx;
+    s.gpr[kRsp] = kStackTop - 8;
+    mem->WriteU64(kStackTop - 8, kHltAddr);
+    return vcpu->Run();
+  }
+
+  NoPorts ports;
+  std::unique_ptr<GuestMemory> mem;
+  std::unique_ptr<Vcpu> vcpu;
+};
+
+std::vector<uint8_t> TestData() {
+  std::vector<uint8_t> data(kBufLen);
+  uint32_t x = 12345;
+  for (size_t i = 0; i < data.size(); ++i) {
+    x = x * 1103515245u + 12345u;
+    // Runs of repeated bytes, like compressible data.
+    data[i] = (i % 7 < 3) ? static_cast<uint8_t>(x >> 24) : data[i ? i - 1 : 0];
+  }
+  return data;
+}
+
+using KernelFn = uint64_t (*)(const uint8_t*, uint64_t, uint64_t*);
+
+struct NativeKernel {
+  NativeKernel() {
+    code = ReadGuest("checksum_kernel.bin");
+    void* p =
+        mmap(nullptr, 4096, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) throw std::runtime_error("mmap");
+    std::memcpy(p, code.data(), code.size());
+    fn = reinterpret_cast<KernelFn>(p);
+  }
+  std::vector<uint8_t> code;
+  KernelFn fn;
+};
+
+double NativeKernelNs(const NativeKernel& k, const std::vector<uint8_t>& data, uint64_t* result) {
+  std::vector<uint64_t> hist(256);
+  double best = 1e30;
+  for (int i = 0; i < 5; ++i) {
+    std::fill(hist.begin(), hist.end(), 0);
+    auto t0 = std::chrono::steady_clock::now();
+    *result = k.fn(data.data(), data.size(), hist.data());
+    auto t1 = std::chrono::steady_clock::now();
+    best = std::min(best, std::chrono::duration<double, std::nano>(t1 - t0).count());
+  }
+  return best;
+}
+
+void BM_ChecksumNative(benchmark::State& state) {
+  NativeKernel k;
+  auto data = TestData();
+  std::vector<uint64_t> hist(256);
+  for (auto _ : state) {
+    std::fill(hist.begin(), hist.end(), 0);
+    benchmark::DoNotOptimize(k.fn(data.data(), data.size(), hist.data()));
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * data.size()));
+}
+BENCHMARK(BM_ChecksumNative)->Unit(benchmark::kMillisecond);
+
+void BM_ChecksumRove(benchmark::State& state) {
+  NativeKernel k;
+  auto data = TestData();
+  uint64_t native_result = 0;
+  double native_ns = NativeKernelNs(k, data, &native_result);
+  FlatGuest g(k.code);
+  g.mem->Write(kBufAddr, data.data(), data.size());
+  std::vector<uint64_t> zero(256);
+  double total_ns = 0;
+  for (auto _ : state) {
+    g.mem->Write(kHistAddr, zero.data(), zero.size() * 8);
+    auto t0 = std::chrono::steady_clock::now();
+    StopInfo stop = g.Call(kBufAddr, kBufLen, kHistAddr);
+    auto t1 = std::chrono::steady_clock::now();
+    total_ns += std::chrono::duration<double, std::nano>(t1 - t0).count();
+    if (stop.reason != StopReason::kHalted || g.vcpu->state().gpr[kRax] != native_result) {
+      state.SkipWithError("guest result differs from native");
+      return;
+    }
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * kBufLen));
+  state.counters["native_ms"] = native_ns / 1e6;
+  state.counters["x_native"] = total_ns / static_cast<double>(state.iterations()) / native_ns;
+}
+BENCHMARK(BM_ChecksumRove)->Unit(benchmark::kMillisecond);
+
+// Straight-line code of `blocks` blocks of 64 instructions each, then RET.
+std::vector<uint8_t> StraightLineCode(int blocks) {
+  std::vector<uint8_t> code;
+  for (int b = 0; b < blocks; ++b) {
+    for (int i = 0; i < 63; ++i) {
+      // add rax, imm8 / xor rbx, rax / lea rcx, [rcx+rax*2+imm8], rotating
+      switch (i % 3) {
+        case 0:
+          code.insert(code.end(), {0x48, 0x83, 0xC0, static_cast<uint8_t>(i)});
+          break;
+        case 1:
+          code.insert(code.end(), {0x48, 0x31, 0xC3});
+          break;
+        default:
+          code.insert(code.end(), {0x48, 0x8D, 0x4C, 0x41, static_cast<uint8_t>(b)});
+          break;
+      }
+    }
+    code.insert(code.end(), {0x48, 0xFF, 0xC2});  // inc rdx
+  }
+  code.push_back(0xC3);
+  return code;
+}
+
+void BM_Translate(benchmark::State& state) {
+  const int blocks = 1000;
+  double translated = 0;
+  for (auto _ : state) {
+    state.PauseTiming();
+    FlatGuest fresh(StraightLineCode(blocks));
+    state.ResumeTiming();
+    fresh.Call(0, 0, 0);
+    translated += static_cast<double>(fresh.vcpu->stats().instructions_translated);
+  }
+  state.counters["guest_insns_per_s"] = benchmark::Counter(translated, benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_Translate)->Unit(benchmark::kMillisecond);
+
+// Runs a loop program with rcx = iterations and reports ns per iteration.
+void RunLoop(benchmark::State& state, const std::vector<uint8_t>& code, uint64_t rdi = kBufAddr) {
+  const uint64_t iters = 1000000;
+  FlatGuest g(code);
+  g.Call(rdi, 0, 0, 1000);  // warm up: translate and chain
+  double ns = 0;
+  for (auto _ : state) {
+    auto t0 = std::chrono::steady_clock::now();
+    g.Call(rdi, 0, 0, iters);
+    auto t1 = std::chrono::steady_clock::now();
+    ns += std::chrono::duration<double, std::nano>(t1 - t0).count();
+  }
+  state.counters["ns_per_iter"] = ns / static_cast<double>(state.iterations()) / iters;
+}
+
+void BM_ChainedBranch(benchmark::State& state) {
+  // L: dec rcx; jnz L; ret
+  RunLoop(state, {0x48, 0xFF, 0xC9, 0x75, 0xFB, 0xC3});
+}
+BENCHMARK(BM_ChainedBranch)->Unit(benchmark::kMillisecond);
+
+void BM_IndirectBranch(benchmark::State& state) {
+  // lea rax, [rip+T]; L: jmp rax; T: dec rcx; jnz L; ret
+  RunLoop(state, {0x48, 0x8D, 0x05, 0x02, 0, 0, 0, 0xFF, 0xE0, 0x48, 0xFF, 0xC9, 0x75, 0xF9, 0xC3});
+}
+BENCHMARK(BM_IndirectBranch)->Unit(benchmark::kMillisecond);
+
+void BM_TlbHit(benchmark::State& state) {
+  // L: mov rax, [rdi]; dec rcx; jnz L; ret
+  RunLoop(state, {0x48, 0x8B, 0x07, 0x48, 0xFF, 0xC9, 0x75, 0xF8, 0xC3});
+}
+BENCHMARK(BM_TlbHit)->Unit(benchmark::kMillisecond);
+
+void BM_TlbMiss(benchmark::State& state) {
+  // L: mov rax, [rdi]; xor rdi, 0x400000 (same TLB index, other page); dec rcx; jnz L; ret
+  RunLoop(state, {0x48, 0x8B, 0x07, 0x48, 0x81, 0xF7, 0x00, 0x00, 0x40, 0x00, 0x48, 0xFF, 0xC9,
+                  0x75, 0xF1, 0xC3});
+}
+BENCHMARK(BM_TlbMiss)->Unit(benchmark::kMillisecond);
+
+}  // namespace
+}  // namespace rove
+
+BENCHMARK_MAIN();
