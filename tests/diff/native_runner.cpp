@@ -1,0 +1,322 @@
+// Native half of the differential harness: runs a sequence on the host CPU in a forked child.
+//
+// The parent maps three MAP_SHARED regions at fixed addresses once (data at kDataVa, code at
+// kCodeVa, and a context block at kCtxVa) so the child writes its results where the parent can
+// read them. The trampolines below address the context block with absolute 32-bit addresses, so
+// they need no free register: on entry every GPR is loaded from it, on exit every GPR is stored
+// into it before anything else happens.
+#include <fmt/format.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstddef>
+#include <cstring>
+#include <string>
+
+#include "harness.h"
+
+namespace rove::difftest {
+namespace {
+
+constexpr uint64_t kCtxVa = 0x30000000;
+constexpr uint64_t kCtxSize = 0x20000;
+constexpr uint64_t kAltStackOffset = 0x10000;
+constexpr uint64_t kAltStackSize = 0x10000;
+
+// Must match the absolute offsets used by the assembly below.
+struct NativeCtx {
+  uint64_t in_gpr[16];   // 0x000
+  uint64_t in_rflags;    // 0x080
+  uint64_t entry;        // 0x088
+  uint64_t host_rsp;     // 0x090
+  uint64_t exit_addr;    // 0x098
+  uint64_t pad0;         // 0x0A0
+  uint64_t rfbm;         // 0x0A8: EDX:EAX for XSAVE/XRSTOR
+  uint32_t mxcsr_init;   // 0x0B0
+  uint32_t pad1[19];     // 0x0B4
+  uint64_t out_gpr[16];  // 0x100
+  uint64_t out_rflags;   // 0x180
+  uint64_t out_rip;      // 0x188
+  uint64_t status;       // 0x190: 0 none, 1 completed, 2 fault, 3 timeout
+  uint64_t trapno;       // 0x198
+  uint64_t err;          // 0x1A0
+  uint64_t cr2;          // 0x1A8
+  uint64_t signo;        // 0x1B0
+  uint64_t si_code;      // 0x1B8
+  uint8_t pad2[0x1000 - 0x1C0];
+  alignas(64) uint8_t in_xsave[4096];   // 0x1000
+  alignas(64) uint8_t out_xsave[4096];  // 0x2000
+};
+static_assert(offsetof(NativeCtx, in_rflags) == 0x80);
+static_assert(offsetof(NativeCtx, rfbm) == 0xA8);
+static_assert(offsetof(NativeCtx, mxcsr_init) == 0xB0);
+static_assert(offsetof(NativeCtx, out_gpr) == 0x100);
+static_assert(offsetof(NativeCtx, status) == 0x190);
+static_assert(offsetof(NativeCtx, in_xsave) == 0x1000);
+static_assert(offsetof(NativeCtx, out_xsave) == 0x2000);
+static_assert(sizeof(NativeCtx) <= kAltStackOffset);
+
+constexpr uint64_t kStatusCompleted = 1;
+constexpr uint64_t kStatusFault = 2;
+constexpr uint64_t kStatusTimeout = 3;
+
+}  // namespace
+}  // namespace rove::difftest
+
+extern "C" void rove_diff_native_enter();
+extern "C" void rove_diff_native_exit();
+
+// clang-format off
+asm(R"(
+  .text
+  .globl rove_diff_native_enter
+  .type rove_diff_native_enter, @function
+rove_diff_native_enter:
+  push %rbx
+  push %rbp
+  push %r12
+  push %r13
+  push %r14
+  push %r15
+  mov %rsp, 0x30000090
+  mov 0x300000A8, %eax
+  mov 0x300000AC, %edx
+  xrstor64 0x30001000
+  pushq 0x30000080
+  popfq
+  mov 0x30000000, %rax
+  mov 0x30000008, %rcx
+  mov 0x30000010, %rdx
+  mov 0x30000018, %rbx
+  mov 0x30000028, %rbp
+  mov 0x30000030, %rsi
+  mov 0x30000038, %rdi
+  mov 0x30000040, %r8
+  mov 0x30000048, %r9
+  mov 0x30000050, %r10
+  mov 0x30000058, %r11
+  mov 0x30000060, %r12
+  mov 0x30000068, %r13
+  mov 0x30000070, %r14
+  mov 0x30000078, %r15
+  mov 0x30000020, %rsp
+  jmp *0x30000088
+  .size rove_diff_native_enter, . - rove_diff_native_enter
+
+  .globl rove_diff_native_exit
+  .type rove_diff_native_exit, @function
+rove_diff_native_exit:
+  mov %rax, 0x30000100
+  mov %rcx, 0x30000108
+  mov %rdx, 0x30000110
+  mov %rbx, 0x30000118
+  mov %rsp, 0x30000120
+  mov %rbp, 0x30000128
+  mov %rsi, 0x30000130
+  mov %rdi, 0x30000138
+  mov %r8, 0x30000140
+  mov %r9, 0x30000148
+  mov %r10, 0x30000150
+  mov %r11, 0x30000158
+  mov %r12, 0x30000160
+  mov %r13, 0x30000168
+  mov %r14, 0x30000170
+  mov %r15, 0x30000178
+  mov 0x30000090, %rsp
+  pushfq
+  popq 0x30000180
+  mov 0x300000A8, %eax
+  mov 0x300000AC, %edx
+  xsave64 0x30002000
+  cld
+  fninit
+  ldmxcsr 0x300000B0
+  vzeroupper
+  movq $1, 0x30000190
+  pop %r15
+  pop %r14
+  pop %r13
+  pop %r12
+  pop %rbp
+  pop %rbx
+  ret
+  .size rove_diff_native_exit, . - rove_diff_native_exit
+)");
+// clang-format on
+
+namespace rove::difftest {
+namespace {
+
+NativeCtx* Ctx() {
+  return reinterpret_cast<NativeCtx*>(kCtxVa);
+}
+
+// Maps the three regions once per process. Returns an error message or "".
+const std::string& MapRegions() {
+  static const std::string error = [] {
+    struct Region {
+      uint64_t va, size;
+    } regions[] = {{kCtxVa, kCtxSize}, {kDataVa, kDataSize}, {kCodeVa, kCodeSize}};
+    for (const Region& r : regions) {
+      void* p = mmap(reinterpret_cast<void*>(r.va), r.size, PROT_READ | PROT_WRITE,
+                     MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+      if (p == MAP_FAILED || p != reinterpret_cast<void*>(r.va)) {
+        return fmt::format("cannot map native test region at {:#x}: {}", r.va,
+                           std::strerror(errno));
+      }
+    }
+    return std::string();
+  }();
+  return error;
+}
+
+// clang-format off
+constexpr int kGregOfGpr[16] = {REG_RAX, REG_RCX, REG_RDX, REG_RBX, REG_RSP, REG_RBP, REG_RSI,
+                                REG_RDI, REG_R8,  REG_R9,  REG_R10, REG_R11, REG_R12, REG_R13,
+                                REG_R14, REG_R15};
+// clang-format on
+
+// Runs on the alternate stack in the child: records the faulting state and exits.
+__attribute__((no_sanitize("address", "undefined"))) void FaultHandler(int sig, siginfo_t* si,
+                                                                       void* uc_void) {
+  NativeCtx* c = Ctx();
+  auto* uc = static_cast<ucontext_t*>(uc_void);
+  if (sig == SIGALRM) {
+    c->status = kStatusTimeout;
+    _exit(0);
+  }
+  const greg_t* g = uc->uc_mcontext.gregs;
+  for (int i = 0; i < 16; ++i) c->out_gpr[i] = static_cast<uint64_t>(g[kGregOfGpr[i]]);
+  c->out_rip = static_cast<uint64_t>(g[REG_RIP]);
+  c->out_rflags = static_cast<uint64_t>(g[REG_EFL]);
+  c->trapno = static_cast<uint64_t>(g[REG_TRAPNO]);
+  c->err = static_cast<uint64_t>(g[REG_ERR]);
+  c->cr2 = static_cast<uint64_t>(g[REG_CR2]);
+  c->signo = static_cast<uint64_t>(sig);
+  c->si_code = static_cast<uint64_t>(si->si_code);
+  // The signal frame holds the XSAVE image (standard format) when FP_XSTATE_MAGIC1 is present.
+  const auto* fp = reinterpret_cast<const uint8_t*>(uc->uc_mcontext.fpregs);
+  volatile uint8_t* out = c->out_xsave;
+  for (size_t i = 0; i < sizeof(c->out_xsave); ++i) out[i] = 0;
+  if (fp) {
+    uint32_t magic = 0, xstate_size = 0;
+    __builtin_memcpy(&magic, fp + 464, 4);
+    __builtin_memcpy(&xstate_size, fp + 464 + 16, 4);
+    size_t n = 512;
+    if (magic == 0x46505853u) n = xstate_size < 4096 ? xstate_size : 4096;
+    for (size_t i = 0; i < n; ++i) out[i] = fp[i];
+    if (n == 512) out[testing::kXstateBvOffset] = 3;
+  }
+  c->status = kStatusFault;
+  _exit(0);
+}
+
+[[noreturn]] void ChildMain() {
+  if (mprotect(reinterpret_cast<void*>(kCodeVa), kCodeSize, PROT_READ | PROT_EXEC) != 0) {
+    _exit(10);
+  }
+  stack_t ss{};
+  ss.ss_sp = reinterpret_cast<void*>(kCtxVa + kAltStackOffset);
+  ss.ss_size = kAltStackSize;
+  if (sigaltstack(&ss, nullptr) != 0) _exit(11);
+  struct sigaction sa {};
+  sa.sa_sigaction = FaultHandler;
+  sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+  sigfillset(&sa.sa_mask);
+  for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGALRM}) {
+    if (sigaction(sig, &sa, nullptr) != 0) _exit(12);
+  }
+  alarm(10);
+  rove_diff_native_enter();
+  _exit(0);
+}
+
+const uint8_t kUd2Fill[2] = {0x0F, 0x0B};
+
+}  // namespace
+
+Outcome RunNative(const DiffInput& input) {
+  Outcome out;
+  if (const std::string& err = MapRegions(); !err.empty()) {
+    out.failure = err;
+    return out;
+  }
+  if (input.code.size() > kMaxSequenceBytes || input.data.size() != kDataSize) {
+    out.failure = "bad input: code too long or data region of the wrong size";
+    return out;
+  }
+  const testing::XsaveLayout& layout = testing::HostXsaveLayout();
+
+  auto* data = reinterpret_cast<uint8_t*>(kDataVa);
+  std::memcpy(data, input.data.data(), kDataSize);
+  auto* code = reinterpret_cast<uint8_t*>(kCodeVa);
+  for (uint64_t i = 0; i < kCodeSize; ++i) code[i] = kUd2Fill[i & 1];
+  if (!input.code.empty()) std::memcpy(code, input.code.data(), input.code.size());
+  // jmp qword [abs kCtxVa + 0x98]
+  const uint8_t jump_back[] = {0xFF, 0x24, 0x25, 0x98, 0x00, 0x00, 0x30};
+  std::memcpy(code + input.code.size(), jump_back, sizeof(jump_back));
+
+  NativeCtx* c = Ctx();
+  std::memset(c, 0, sizeof(NativeCtx));
+  std::memcpy(c->in_gpr, input.init.gpr, sizeof(c->in_gpr));
+  c->in_rflags = (input.init.rflags & rflags::kHostLive) | rflags::kFixed1;
+  c->entry = kCodeVa;
+  c->exit_addr = reinterpret_cast<uint64_t>(&rove_diff_native_exit);
+  c->rfbm = layout.guest_xcr0;
+  c->mxcsr_init = 0x1F80;
+  std::memcpy(c->in_xsave, input.init.xsave, sizeof(c->in_xsave));
+  // XRSTOR faults on a malformed header; keep XCOMP_BV and the reserved header bytes clear.
+  std::memset(c->in_xsave + testing::kXcompBvOffset, 0, 64 - 8);
+
+  const pid_t pid = fork();
+  if (pid < 0) {
+    out.failure = std::string("fork failed: ") + std::strerror(errno);
+    return out;
+  }
+  if (pid == 0) ChildMain();
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) {
+      out.failure = std::string("waitpid failed: ") + std::strerror(errno);
+      return out;
+    }
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    out.failure = "native child died: " + (WIFSIGNALED(status)
+                                               ? "signal " + std::to_string(WTERMSIG(status))
+                                               : "exit " + std::to_string(WEXITSTATUS(status)));
+    return out;
+  }
+  switch (c->status) {
+    case kStatusCompleted:
+      out.state.rip = kCodeVa + input.code.size();
+      break;
+    case kStatusFault:
+      out.exception = true;
+      out.vector = static_cast<uint8_t>(c->trapno);
+      out.error_code = c->err;
+      out.state.rip = c->out_rip;
+      if (c->out_rip < kCodeVa || c->out_rip >= kCodeVa + kCodeSize) {
+        out.failure = fmt::format("native fault outside the code region (signal {}, rip {:#x})",
+                                  c->signo, c->out_rip);
+      }
+      break;
+    case kStatusTimeout:
+      out.failure = "native run timed out";
+      return out;
+    default:
+      out.failure = "native child exited without reporting";
+      return out;
+  }
+  std::memcpy(out.state.gpr, c->out_gpr, sizeof(out.state.gpr));
+  out.state.rflags = c->out_rflags;
+  std::memcpy(out.state.xsave, c->out_xsave, sizeof(out.state.xsave));
+  out.data.assign(data, data + kDataSize);
+  return out;
+}
+
+}  // namespace rove::difftest

@@ -1,0 +1,142 @@
+// rove half of the differential harness: the same sequence in the test machine of
+// tests/support/test_machine.h, run by rove::Vcpu.
+#include <fmt/format.h>
+
+#include <cstring>
+
+#include "../support/run_support.h"
+#include "harness.h"
+
+#if ROVE_TESTS_HAVE_VCPU
+#include "rove/engine/vcpu.h"
+#endif
+
+namespace rove::difftest {
+
+bool RoveAvailable() {
+  return ROVE_TESTS_HAVE_VCPU != 0;
+}
+
+#if !ROVE_TESTS_HAVE_VCPU
+
+Outcome RunRove(const DiffInput&, const RoveRunOptions&) {
+  Outcome out;
+  out.unavailable = true;
+  return out;
+}
+
+#else
+
+namespace {
+
+const uint8_t kUd2Fill[2] = {0x0F, 0x0B};
+
+Outcome RunRoveInProcess(const DiffInput& input, const RoveRunOptions& options) {
+  Outcome out;
+  if (input.code.size() > kMaxSequenceBytes || input.data.size() != kDataSize) {
+    out.failure = "bad input: code too long or data region of the wrong size";
+    return out;
+  }
+  std::unique_ptr<GuestMemory> mem = GuestMemory::Create(testing::kTestRamBytes);
+  const testing::TestMachineConfig config;
+  testing::BuildTestMachine(*mem, config);
+  std::memcpy(testing::DataHost(*mem), input.data.data(), kDataSize);
+  uint8_t* code = testing::CodeHost(*mem);
+  for (uint64_t i = 0; i < kCodeSize; ++i) code[i] = kUd2Fill[i & 1];
+  if (!input.code.empty()) std::memcpy(code, input.code.data(), input.code.size());
+  code[input.code.size()] = 0xF4;  // hlt (IF=0): the end of the sequence
+
+  testing::RecordingIo io;
+  Vcpu vcpu(*mem, io);
+  io.set_vcpu(&vcpu);
+  CpuState& s = vcpu.state();
+  testing::SetTestMachineState(s, config);
+  std::memcpy(s.gpr, input.init.gpr, sizeof(s.gpr));
+  s.rflags = (input.init.rflags & rflags::kHostLive) | rflags::kFixed1;
+  std::memcpy(s.xsave, input.init.xsave, sizeof(input.init.xsave));
+
+  const StopInfo stop = testing::RunWithWatchdog(vcpu, options.max_exits, options.timeout_ms);
+  out.stop_message = stop.message;
+  std::memcpy(out.state.gpr, s.gpr, sizeof(out.state.gpr));
+  out.state.rip = s.rip;
+  out.state.rflags = s.rflags;
+  std::memcpy(out.state.xsave, s.xsave, sizeof(out.state.xsave));
+  out.data.assign(testing::DataHost(*mem), testing::DataHost(*mem) + kDataSize);
+
+  const testing::GuestException e = testing::ReadGuestException(*mem);
+  if (stop.reason != StopReason::kHalted) {
+    out.failure = fmt::format("engine stopped with {} ({}) at rip {:#x}",
+                              testing::StopReasonName(stop.reason), stop.message, s.rip);
+  } else if (e.taken) {
+    out.exception = true;
+    out.vector = e.vector;
+    out.error_code = e.error_code;
+    out.state.rip = e.rip;
+    out.state.rflags = e.rflags;
+    out.state.gpr[kRsp] = e.rsp;
+  } else if (s.rip != kCodeVa + input.code.size() + 1) {
+    out.failure = fmt::format("halted at rip {:#x}, expected the HLT ending the sequence", s.rip);
+  } else {
+    out.state.rip = kCodeVa + input.code.size();
+  }
+  return out;
+}
+
+}  // namespace
+
+Outcome RunRove(const DiffInput& input, const RoveRunOptions& options) {
+  if (!options.isolate) {
+    try {
+      return RunRoveInProcess(input, options);
+    } catch (const std::exception& e) {
+      Outcome out;
+      out.failure = std::string("exception from the engine: ") + e.what();
+      return out;
+    }
+  }
+  // Isolated: the child sends the outcome back through a shared mapping.
+  struct Shared {
+    MachineState state;
+    uint8_t data[kDataSize];
+    char failure[2048];
+    char stop_message[2048];
+    uint8_t exception, vector;
+    uint64_t error_code;
+  };
+  Outcome out;
+  const std::string child_error = testing::RunInChild(
+      sizeof(Shared),
+      [&](void* buf) {
+        auto* sh = static_cast<Shared*>(buf);
+        Outcome o;
+        try {
+          o = RunRoveInProcess(input, options);
+        } catch (const std::exception& e) {
+          o.failure = std::string("exception from the engine: ") + e.what();
+        }
+        sh->state = o.state;
+        if (o.data.size() == kDataSize) std::memcpy(sh->data, o.data.data(), kDataSize);
+        std::snprintf(sh->failure, sizeof(sh->failure), "%s", o.failure.c_str());
+        std::snprintf(sh->stop_message, sizeof(sh->stop_message), "%s", o.stop_message.c_str());
+        sh->exception = o.exception;
+        sh->vector = o.vector;
+        sh->error_code = o.error_code;
+      },
+      [&](const void* buf) {
+        const auto* sh = static_cast<const Shared*>(buf);
+        out.state = sh->state;
+        out.data.assign(sh->data, sh->data + kDataSize);
+        out.failure = sh->failure;
+        out.stop_message = sh->stop_message;
+        out.exception = sh->exception;
+        out.vector = sh->vector;
+        out.error_code = sh->error_code;
+      },
+      options.timeout_ms + 5000);
+  if (!child_error.empty()) out.failure = "rove child: " + child_error;
+  return out;
+}
+
+#endif
+
+}  // namespace rove::difftest
