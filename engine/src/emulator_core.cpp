@@ -140,6 +140,22 @@ void SystemEmulator::Impl::LinReadAs(uint64_t linear, void* dst, size_t len, int
   if (auto pf = lin.Read(Paging(), m, linear, dst, len)) RaisePageFault(*pf);
 }
 
+void SystemEmulator::Impl::WriteFrame(uint64_t linear, const void* frame, unsigned count,
+                                      unsigned width, int cpl) {
+  try {
+    LinWriteAs(linear, frame, size_t{count} * width, cpl);
+  } catch (const GuestFault&) {
+    // Redo slot by slot from the top so the fault names the slot pushed first.
+    const uint8_t* p = static_cast<const uint8_t*>(frame);
+    for (unsigned i = count; i-- > 0;) {
+      uint64_t a = linear + uint64_t{i} * width;
+      if (!Mode64() && !s.long_mode_active()) a &= 0xFFFFFFFFull;
+      LinWriteAs(a, p + size_t{i} * width, width, cpl);
+    }
+    throw;  // not reached unless the fault was transient; keep the original fault
+  }
+}
+
 uint64_t SystemEmulator::Impl::LinReadU(uint64_t linear, unsigned size, bool sys) {
   uint64_t v = 0;
   LinRead(linear, &v, size, sys);

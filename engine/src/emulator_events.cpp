@@ -127,7 +127,7 @@ void SystemEmulator::Impl::DeliverReal(const Event& ev) {
   uint16_t frame[3] = {static_cast<uint16_t>(s.rip), s.seg[kCs].selector,
                        static_cast<uint16_t>(flags)};
   uint64_t a = SegLinear(kSs, sp, 6, MemAccess::kWrite);
-  LinWrite(a, frame, 6);
+  WriteFrame(a, frame, 3, 2, 0);
   SetSp(sp);
   s.seg[kCs] = RealModeSegment(cs, false, s.seg[kCs]);
   s.rip = ip;
@@ -245,7 +245,7 @@ void SystemEmulator::Impl::DeliverProtected(const Event& ev) {
   } catch (const GuestFault&) {
     SSF(inner ? ((new_ss & 0xFFFC) | ext) : ext);
   }
-  LinWriteAs(linear, frame, n * w, new_cpl);
+  WriteFrame(linear, frame, static_cast<unsigned>(n), w, new_cpl);
 
   // Commit.
   if (inner) {
@@ -314,7 +314,7 @@ void SystemEmulator::Impl::DeliverLong(const Event& ev) {
   uint64_t new_rsp = rsp - n * 8;
   if (!Canonical(new_rsp)) SSF(ext);
   if (!Canonical(g.offset)) GP(ext);
-  LinWriteAs(new_rsp, frame, n * 8, new_cpl);
+  WriteFrame(new_rsp, frame, static_cast<unsigned>(n), 8, new_cpl);
 
   if (inner) {
     s.seg[kSs] = NullSegment(static_cast<uint16_t>(new_cpl));

@@ -123,6 +123,10 @@ class SystemEmulator::Impl {
   // Explicit accesses as if at `cpl` (event delivery onto a new stack).
   void LinWriteAs(uint64_t linear, const void* src, size_t len, int cpl);
   void LinReadAs(uint64_t linear, void* dst, size_t len, int cpl);
+  // Writes an event/call frame of `count` slots of `width` bytes at `linear` (lowest slot
+  // first in `frame`). A page fault is reported for the first slot the hardware would have
+  // pushed (the highest one that faults), with the slots above it written.
+  void WriteFrame(uint64_t linear, const void* frame, unsigned count, unsigned width, int cpl);
   // Address of the linear address for a data access (truncated to 32 bits outside 64-bit
   // mode).
   uint64_t TruncLinear(uint64_t a) const { return Mode64() ? a : (a & 0xFFFFFFFFull); }

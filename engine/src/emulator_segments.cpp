@@ -243,7 +243,7 @@ void SystemEmulator::Impl::DoCallGate(const GateDescriptor& g, uint16_t gate_sel
     uint64_t frame[4] = {ret_ip, ret_cs, s.gpr[kRsp], s.seg[kSs].selector};
     uint64_t new_rsp = rsp - 32;
     if (!Canonical(new_rsp)) SSF(0);
-    LinWriteAs(new_rsp, frame, 32, new_cpl);
+    WriteFrame(new_rsp, frame, 4, 8, new_cpl);
     SetAccessed(sel, &lo);
     s.seg[kSs] = NullSegment(static_cast<uint16_t>(new_cpl));
     s.seg[kSs].attr |= static_cast<uint32_t>(new_cpl) << seg_attr::kDplShift;
@@ -282,7 +282,7 @@ void SystemEmulator::Impl::DoCallGate(const GateDescriptor& g, uint16_t gate_sel
   } catch (const GuestFault&) {
     SSF(new_ss & 0xFFFC);
   }
-  LinWriteAs(linear, frame, n * w, new_cpl);
+  WriteFrame(linear, frame, static_cast<unsigned>(n), w, new_cpl);
   SetAccessed(new_ss, &slo);
   ss.attr |= seg_attr::kTypeAccessed;
   SetAccessed(sel, &lo);
@@ -396,7 +396,7 @@ void SystemEmulator::Impl::DoLarLslVerrVerw() {
         }
         ok = ok && priv_ok;
         if (ok) {
-          uint64_t ar = lo >> 32 & 0x00F0FF00;
+          uint64_t ar = (lo >> 32) & 0x00FFFF00;
           SetReg(op[0].reg.value, ar);
         }
         break;

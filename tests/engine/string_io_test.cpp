@@ -1,0 +1,233 @@
+// String instructions and port I/O.
+#include "emulator_test_env.h"
+
+namespace rove::test {
+namespace {
+
+using StringIoTest = EmulatorTest;
+
+void Fill(GuestMemory& m, uint64_t gpa, size_t n, uint8_t seed) {
+  std::vector<uint8_t> v(n);
+  for (size_t i = 0; i < n; ++i) v[i] = static_cast<uint8_t>(seed + i * 7);
+  m.Write(gpa, v.data(), n);
+}
+
+bool Same(GuestMemory& m, uint64_t a, uint64_t b, size_t n) {
+  std::vector<uint8_t> x(n), y(n);
+  m.Read(a, x.data(), n);
+  m.Read(b, y.data(), n);
+  return x == y;
+}
+
+TEST_F(StringIoTest, RepMovsbAcrossPagesForward) {
+  SetupLong64();
+  Fill(*mem, 0x80F00, 0x2345, 3);
+  s.gpr[kRsi] = 0x80F00;
+  s.gpr[kRdi] = 0x90F80;
+  s.gpr[kRcx] = 0x2345;
+  ASSERT_TRUE(Run({0xF3, 0xA4}).ok());
+  EXPECT_EQ(s.rip, kCode + 2);
+  EXPECT_EQ(s.gpr[kRcx], 0u);
+  EXPECT_EQ(s.gpr[kRsi], 0x80F00u + 0x2345);
+  EXPECT_EQ(s.gpr[kRdi], 0x90F80u + 0x2345);
+  EXPECT_TRUE(Same(*mem, 0x80F00, 0x90F80, 0x2345));
+}
+
+TEST_F(StringIoTest, RepMovsbAcrossPagesBackward) {
+  SetupLong64();
+  Fill(*mem, 0x80000, 0x3000, 9);
+  s.rflags |= rflags::kDf;
+  s.gpr[kRsi] = 0x80000 + 0x2FFF;
+  s.gpr[kRdi] = 0xA0010 + 0x2FFF;
+  s.gpr[kRcx] = 0x3000;
+  ASSERT_TRUE(Run({0xF3, 0xA4}).ok());
+  EXPECT_EQ(s.gpr[kRcx], 0u);
+  EXPECT_EQ(s.gpr[kRsi], 0x80000u - 1);
+  EXPECT_EQ(s.gpr[kRdi], 0xA0010u - 1);
+  EXPECT_TRUE(Same(*mem, 0x80000, 0xA0010, 0x3000));
+}
+
+TEST_F(StringIoTest, OverlappingForwardMovsReplicatesLikeHardware) {
+  SetupLong64();
+  Put(0x80000, {0xAB, 0x00, 0x00, 0x00, 0x00});
+  s.gpr[kRsi] = 0x80000;
+  s.gpr[kRdi] = 0x80001;
+  s.gpr[kRcx] = 4;
+  ASSERT_TRUE(Run({0xF3, 0xA4}).ok());
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(mem->host_base()[0x80000 + i], 0xAB) << i;
+}
+
+TEST_F(StringIoTest, RepStosqFillsAndAdvances) {
+  SetupLong64();
+  s.gpr[kRax] = 0x1122334455667788ull;
+  s.gpr[kRdi] = 0x80008;
+  s.gpr[kRcx] = 1000;
+  ASSERT_TRUE(Run({0xF3, 0x48, 0xAB}).ok());
+  EXPECT_EQ(s.gpr[kRdi], 0x80008u + 8000);
+  EXPECT_EQ(Get64(0x80008), 0x1122334455667788ull);
+  EXPECT_EQ(Get64(0x80008 + 8 * 999), 0x1122334455667788ull);
+  EXPECT_EQ(Get64(0x80008 + 8 * 1000), 0u);
+}
+
+TEST_F(StringIoTest, LongRepIsChunkedAndResumes) {
+  SetupLong64();
+  emu.set_string_chunk_bytes(4096);
+  s.gpr[kRax] = 0x5A;
+  s.gpr[kRdi] = 0x80000;
+  s.gpr[kRcx] = 10000;
+  ASSERT_TRUE(Run({0xF3, 0xAA}).ok());
+  EXPECT_EQ(s.rip, kCode);  // not finished: still at the instruction
+  EXPECT_EQ(s.gpr[kRcx], 10000u - 4096);
+  int calls = 1;
+  while (s.rip == kCode && calls < 10) {
+    ASSERT_TRUE(emu.EmulateInstruction().ok());
+    ++calls;
+  }
+  EXPECT_EQ(calls, 3);
+  EXPECT_EQ(s.rip, kCode + 2);
+  EXPECT_EQ(s.gpr[kRcx], 0u);
+  EXPECT_EQ(mem->host_base()[0x80000 + 9999], 0x5A);
+  EXPECT_EQ(mem->host_base()[0x80000 + 10000], 0);
+}
+
+TEST_F(StringIoTest, PageFaultMidCopyKeepsProgress) {
+  SetupLong64();
+  // Unmap the 2 MiB page at 0x600000 to make the destination fault part way.
+  Put64(kPml4 + 0x2000 + 3 * 8, 0);
+  s.gpr[kRsi] = 0x80000;
+  s.gpr[kRdi] = 0x600000 - 0x100;
+  s.gpr[kRcx] = 0x300;
+  ASSERT_TRUE(Run({0xF3, 0xA4}).ok());
+  EXPECT_EQ(s.rip, HandlerFor(kPf));
+  EXPECT_EQ(s.cr2, 0x600000u);
+  EXPECT_EQ(Get64(s.gpr[kRsp]), 0x2u);       // write to a not-present page
+  EXPECT_EQ(Get64(s.gpr[kRsp] + 8), kCode);  // RIP of the REP MOVSB
+  EXPECT_EQ(s.gpr[kRcx], 0x200u);            // 0x100 bytes done
+  EXPECT_EQ(s.gpr[kRdi], 0x600000u);
+  EXPECT_EQ(s.gpr[kRsi], 0x80100u);
+}
+
+TEST_F(StringIoTest, RepeCmpsbStopsAtFirstDifference) {
+  SetupLong64();
+  Put(0x80000, {1, 2, 3, 4, 5});
+  Put(0x90000, {1, 2, 3, 9, 5});
+  s.gpr[kRsi] = 0x80000;
+  s.gpr[kRdi] = 0x90000;
+  s.gpr[kRcx] = 5;
+  ASSERT_TRUE(Run({0xF3, 0xA6}).ok());
+  EXPECT_EQ(s.rip, kCode + 2);
+  EXPECT_EQ(s.gpr[kRcx], 1u);
+  EXPECT_EQ(s.gpr[kRsi], 0x80004u);
+  EXPECT_EQ(s.rflags & rflags::kZf, 0u);
+  EXPECT_NE(s.rflags & rflags::kCf, 0u);  // 4 < 9
+}
+
+TEST_F(StringIoTest, RepneScasbFindsByte) {
+  SetupLong64();
+  Put(0x80000, {'a', 'b', 'c', 0, 'd'});
+  s.gpr[kRax] = 0;
+  s.gpr[kRdi] = 0x80000;
+  s.gpr[kRcx] = ~0ull;
+  ASSERT_TRUE(Run({0xF2, 0xAE}).ok());
+  EXPECT_EQ(s.gpr[kRdi], 0x80004u);
+  EXPECT_EQ(~s.gpr[kRcx] - 1, 3u);  // strlen idiom
+  EXPECT_NE(s.rflags & rflags::kZf, 0u);
+}
+
+TEST_F(StringIoTest, LodsAndSegmentOverrideInProtectedMode) {
+  SetupProtected32();
+  Put64(kGdt + 0x30, EncodeSegmentDescriptor(0x10000, 0xFFFF, 0x4093));  // base 0x10000
+  s.gdtr.limit = 0x37;
+  s.seg[kFs] = SegFromGdt(0x30);
+  mem->WriteU32(0x10000 + 0x20, 0xCAFEBABE);
+  s.gpr[kRsi] = 0x20;
+  ASSERT_TRUE(Run({0x64, 0xAD}).ok());  // LODSD FS:[ESI]
+  EXPECT_EQ(s.gpr[kRax], 0xCAFEBABEu);
+  EXPECT_EQ(s.gpr[kRsi], 0x24u);
+  // Beyond the FS limit: #GP(0).
+  s.gpr[kRsi] = 0xFFFE;
+  ASSERT_TRUE(Run({0x64, 0xAD}).ok());
+  EXPECT_EQ(s.rip, HandlerFor(kGp));
+}
+
+TEST_F(StringIoTest, RealModeAddressWrapsAt64K) {
+  SetupReal();
+  s.seg[kEs] = RealModeSegment(0x1000, false, s.seg[kEs]);
+  s.gpr[kRax] = 0x77;
+  s.gpr[kRdi] = 0xFFFF;
+  s.gpr[kRcx] = 2;
+  ASSERT_TRUE(Run({0xF3, 0xAA}).ok());
+  EXPECT_EQ(mem->host_base()[0x10000 + 0xFFFF], 0x77);
+  EXPECT_EQ(mem->host_base()[0x10000], 0x77);
+  EXPECT_EQ(s.gpr[kRdi] & 0xFFFF, 1u);
+}
+
+TEST_F(StringIoTest, OutAndInReachThePorts) {
+  SetupLong64();
+  s.gpr[kRax] = 0x41;
+  ASSERT_TRUE(Run({0xE6, 0xE9}).ok());  // OUT 0xE9, AL
+  ASSERT_EQ(io.outs.size(), 1u);
+  EXPECT_EQ(io.outs[0].port, 0xE9);
+  EXPECT_EQ(io.outs[0].width, 1u);
+  EXPECT_EQ(io.outs[0].value, 0x41u);
+  s.gpr[kRdx] = 0x3F8;
+  s.gpr[kRax] = 0xFFFFFFFF12345678ull;
+  ASSERT_TRUE(Run({0xEF}).ok());  // OUT DX, EAX
+  EXPECT_EQ(io.outs[1].value, 0x12345678u);
+  EXPECT_EQ(io.outs[1].width, 4u);
+  io.next_in = 0xAB;
+  ASSERT_TRUE(Run({0xEC}).ok());  // IN AL, DX
+  EXPECT_EQ(s.gpr[kRax], 0xFFFFFFFF123456ABull);
+  io.next_in = 0xBEEF;
+  ASSERT_TRUE(Run({0xED}).ok());  // IN EAX, DX zero-extends
+  EXPECT_EQ(s.gpr[kRax], 0xBEEFu);
+}
+
+TEST_F(StringIoTest, UserIoNeedsBitmapPermission) {
+  SetupLong64();
+  EnterUser64();
+  s.gpr[kRdx] = 0x3F8;
+  ASSERT_TRUE(Run({0xEE}).ok());  // OUT DX, AL: all ports denied
+  EXPECT_EQ(s.rip, HandlerFor(kGp));
+  EXPECT_TRUE(io.outs.empty());
+  // Allow 0x3F8 only.
+  SetupLong64();
+  EnterUser64();
+  mem->host_base()[kTss + 0x68 + 0x3F8 / 8] = 0xFE;
+  s.gpr[kRdx] = 0x3F8;
+  ASSERT_TRUE(Run({0xEE}).ok());
+  EXPECT_EQ(s.rip, kCode + 1);
+  EXPECT_EQ(io.outs.size(), 1u);
+  ASSERT_TRUE(Run({0xEF}).ok());  // 4 bytes: 0x3F9..0x3FB still denied
+  EXPECT_EQ(s.rip, HandlerFor(kGp));
+}
+
+TEST_F(StringIoTest, RepOutsbAndInsw) {
+  SetupLong64();
+  Put(0x80000, {'h', 'i', '!'});
+  s.gpr[kRsi] = 0x80000;
+  s.gpr[kRcx] = 3;
+  s.gpr[kRdx] = 0xE9;
+  ASSERT_TRUE(Run({0xF3, 0x6E}).ok());
+  ASSERT_EQ(io.outs.size(), 3u);
+  EXPECT_EQ(io.outs[2].value, static_cast<uint32_t>('!'));
+  io.next_in = 0x100;
+  s.gpr[kRdi] = 0x90000;
+  s.gpr[kRcx] = 2;
+  ASSERT_TRUE(Run({0xF3, 0x66, 0x6D}).ok());  // REP INSW
+  EXPECT_EQ(Get16(0x90000), 0x100);
+  EXPECT_EQ(Get16(0x90002), 0x101);
+}
+
+TEST_F(StringIoTest, InsToUnmappedPageFaultsBeforeReadingThePort) {
+  SetupLong64();
+  Put64(kPml4 + 0x2000 + 3 * 8, 0);  // 0x600000 unmapped
+  s.gpr[kRdi] = 0x600000;
+  s.gpr[kRdx] = 0x60;
+  ASSERT_TRUE(Run({0x6C}).ok());  // INSB
+  EXPECT_EQ(s.rip, HandlerFor(kPf));
+  EXPECT_TRUE(io.ins.empty());
+}
+
+}  // namespace
+}  // namespace rove::test
