@@ -1,0 +1,27 @@
+#include "rove/devices/debug_exit.h"
+
+#include <cstring>
+
+namespace rove {
+
+DebugExit::DebugExit(std::function<void(int)> on_exit) : on_exit_(std::move(on_exit)) {}
+
+void DebugExit::Read(uint64_t, std::span<uint8_t> data) {
+  std::memset(data.data(), 0xFF, data.size());
+}
+
+void DebugExit::Write(uint64_t, std::span<const uint8_t> data) {
+  const int status = int((uint32_t(LoadLe(data)) << 1) | 1);
+  {
+    std::lock_guard lock(mu_);
+    if (!status_) status_ = status;
+  }
+  if (on_exit_) on_exit_(status);
+}
+
+std::optional<int> DebugExit::status() const {
+  std::lock_guard lock(mu_);
+  return status_;
+}
+
+}  // namespace rove

@@ -1,0 +1,14 @@
+#include "rove/devices/post_code.h"
+
+namespace rove {
+
+void PostCode::Read(uint64_t, std::span<uint8_t> data) {
+  for (uint8_t& b : data) b = last();
+}
+
+void PostCode::Write(uint64_t, std::span<const uint8_t> data) {
+  if (!data.empty()) last_.store(data[0], std::memory_order_relaxed);
+  writes_.fetch_add(1, std::memory_order_relaxed);
+}
+
+}  // namespace rove
