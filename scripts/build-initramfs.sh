@@ -100,8 +100,10 @@ newc_ino=0x7000
 cpio_tool=()
 if command -v cpio >/dev/null; then
   cpio_tool=(cpio --quiet -o -H newc -R 0:0)
-  cpio --help 2>&1 | grep -q -- --reproducible && cpio_tool+=(--reproducible)
-elif "$busybox" cpio --help 2>&1 | grep -q -- '-o'; then
+  # (help text captured first: grep -q closing the pipe early would fail it under pipefail)
+  cpio_help=$(cpio --help 2>&1 || true)
+  [[ "$cpio_help" == *--reproducible* ]] && cpio_tool+=(--reproducible)
+elif [[ "$("$busybox" cpio --help 2>&1 || true)" == *-o* ]]; then
   cpio_tool=("$busybox" cpio -o -H newc)
 else
   echo "build-initramfs: no cpio (install the cpio package)" >&2; exit 1

@@ -140,6 +140,18 @@ TEST_F(KernelLoaderTest, ClearErrors) {
   EXPECT_NE(Error(o).find("bad checksum"), std::string::npos);
 }
 
+TEST_F(KernelLoaderTest, KernelOverwritingAcpiTablesIsRefused) {
+  Bytes img = MinimalMultibootAout();
+  Put<uint32_t>(img, 12, 0xE0000);  // header_addr
+  Put<uint32_t>(img, 16, 0xE0000);  // load_addr
+  Put<uint32_t>(img, 28, 0xE0020);  // entry
+  LoadOptions o;
+  o.kernel_path = dir_.Write("low-kernel", img);
+  EXPECT_NO_THROW(LoadKernel(*mem_, *cpu_, o)) << "fine without ACPI";
+  o.acpi = AcpiConfig{};
+  EXPECT_NE(Error(o).find("overwrites the ACPI tables"), std::string::npos);
+}
+
 TEST(KernelLoaderDebian, StockDebianKernelThroughLoadKernel) {
   const std::string path = DebianKernelPath();
   if (path.empty()) GTEST_SKIP() << "Debian kernel not fetched; run scripts/fetch-guest.sh";

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "rove/engine/loader/boot_layout.h"
 #include "rove/engine/loader/load_error.h"
 #include "rove/engine/loader/multiboot_loader.h"
 #include "rove/mmu/guest_memory.h"
@@ -122,6 +123,15 @@ LoadResult LoadKernel(GuestMemory& memory, CpuState& cpu, const LoadOptions& opt
     }
   } catch (const LoadError& e) {
     throw LoadError(fmt::format("{}: {}", options.kernel_path, e.what()));
+  }
+  if (options.acpi) {
+    for (const LoadedRange& r : result.ranges) {
+      if (r.gpa < kAcpiTablesEnd && kAcpiTablesAddr < r.gpa + r.size) {
+        throw LoadError(fmt::format("{}: {} [{:#x}, {:#x}) overwrites the ACPI tables at {:#x}",
+                                    options.kernel_path, r.name, r.gpa, r.gpa + r.size,
+                                    kAcpiTablesAddr));
+      }
+    }
   }
   return result;
 }
