@@ -162,10 +162,11 @@ std::string Disassemble(const std::vector<uint8_t>& code) {
     ZydisDisassembledInstruction insn;
     if (!ZYAN_SUCCESS(ZydisDisassembleIntel(ZYDIS_MACHINE_MODE_LONG_64, kCodeVa + offset,
                                             code.data() + offset, code.size() - offset, &insn))) {
-      text +=
-          fmt::format("  {:4} +{:04x}  (undecodable) {:02x}\n", index, offset,
-                      fmt::join(code.begin() + static_cast<ptrdiff_t>(offset), code.end(), " "));
-      break;
+      text += fmt::format("  {:4} +{:04x}  {:02x}{:<28} (undecodable)\n", index, offset,
+                          code[offset], "");
+      ++offset;
+      ++index;
+      continue;
     }
     std::string bytes;
     for (unsigned i = 0; i < insn.info.length; ++i) {

@@ -23,6 +23,10 @@ struct CaseFile {
   std::string path;
 };
 
+void PrintTo(const CaseFile& f, std::ostream* os) {
+  *os << f.family;
+}
+
 struct Case {
   std::string name;
   std::vector<uint8_t> code;

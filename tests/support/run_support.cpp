@@ -1,8 +1,10 @@
 #include "run_support.h"
 
 #include <fmt/format.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -95,22 +97,26 @@ std::string RunInChild(size_t shared_bytes, const std::function<void(void*)>& ch
     _exit(0);
   }
   int status = 0;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   std::string error;
-  for (;;) {
-    const pid_t r = waitpid(pid, &status, WNOHANG);
-    if (r == pid) break;
-    if (r < 0 && errno != EINTR) {
+  // Wait with a timeout: a pidfd becomes readable when the child exits.
+  const int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  if (pidfd >= 0) {
+    pollfd pfd{pidfd, POLLIN, 0};
+    int r;
+    do {
+      r = poll(&pfd, 1, static_cast<int>(timeout_ms));
+    } while (r < 0 && errno == EINTR);
+    close(pidfd);
+    if (r == 0) {
+      kill(pid, SIGKILL);
+      error = fmt::format("timed out after {} ms", timeout_ms);
+    }
+  }
+  while (waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) {
       error = std::string("waitpid failed: ") + std::strerror(errno);
       break;
     }
-    if (std::chrono::steady_clock::now() > deadline) {
-      kill(pid, SIGKILL);
-      waitpid(pid, &status, 0);
-      error = fmt::format("timed out after {} ms", timeout_ms);
-      break;
-    }
-    usleep(200);
   }
   if (error.empty()) {
     if (WIFSIGNALED(status)) {
