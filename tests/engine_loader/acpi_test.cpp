@@ -112,6 +112,14 @@ TEST(Acpi, DefaultPortsAreDocumentedOnes) {
   EXPECT_EQ(f.at<uint32_t>(56), 0x600u);
   EXPECT_EQ(f.at<uint32_t>(64), 0x604u);
   EXPECT_EQ(f.at<uint32_t>(76), 0x608u);
+  EXPECT_EQ(f.at<uint32_t>(80), 0x60Cu);  // GPE0_BLK
+  EXPECT_EQ(f.p[92], 4);
+  EXPECT_EQ(f.at<uint64_t>(220 + 4), 0x60Cu);
+  c.gpe0_length = 0;
+  AcpiTables no_gpe = BuildAcpiTables(c);
+  EXPECT_EQ(TableAt(no_gpe, no_gpe.fadt).at<uint32_t>(80), 0u);
+  c.gpe0_length = 3;
+  EXPECT_THROW(BuildAcpiTables(c), LoadError);
 }
 
 TEST(Acpi, MadtHasOneLocalApicPerCpuIoApicAndOverrides) {

@@ -137,20 +137,22 @@ ByteBuffer BuildFacs() {
 ByteBuffer BuildFadt(const AcpiConfig& c, uint64_t dsdt, uint64_t facs) {
   ByteBuffer t = StartTable("FACP", 6);
   t.Grow(276);
-  t.Put32(36, static_cast<uint32_t>(facs));  // FIRMWARE_CTRL
-  t.Put32(40, static_cast<uint32_t>(dsdt));  // DSDT
-  t.Put8(45, 0);                             // preferred PM profile: unspecified
-  t.Put16(46, c.sci_irq);                    // SCI_INT
-  t.Put32(48, 0);                            // SMI_CMD: none, always in ACPI mode
-  t.Put32(56, c.pm1a_event_port);            // PM1a_EVT_BLK
-  t.Put32(64, c.pm1a_control_port);          // PM1a_CNT_BLK
-  t.Put32(76, c.pm_timer_port);              // PM_TMR_BLK
-  t.Put8(88, 4);                             // PM1_EVT_LEN
-  t.Put8(89, 2);                             // PM1_CNT_LEN
-  t.Put8(91, 4);                             // PM_TMR_LEN
-  t.Put16(96, 101);                          // P_LVL2_LAT > 100: C2 not supported
-  t.Put16(98, 1001);                         // P_LVL3_LAT > 1000: C3 not supported
-  t.Put8(108, 0x32);                         // CENTURY: CMOS register of the century
+  t.Put32(36, static_cast<uint32_t>(facs));          // FIRMWARE_CTRL
+  t.Put32(40, static_cast<uint32_t>(dsdt));          // DSDT
+  t.Put8(45, 0);                                     // preferred PM profile: unspecified
+  t.Put16(46, c.sci_irq);                            // SCI_INT
+  t.Put32(48, 0);                                    // SMI_CMD: none, always in ACPI mode
+  t.Put32(56, c.pm1a_event_port);                    // PM1a_EVT_BLK
+  t.Put32(64, c.pm1a_control_port);                  // PM1a_CNT_BLK
+  t.Put32(76, c.pm_timer_port);                      // PM_TMR_BLK
+  if (c.gpe0_length != 0) t.Put32(80, c.gpe0_port);  // GPE0_BLK
+  t.Put8(88, 4);                                     // PM1_EVT_LEN
+  t.Put8(89, 2);                                     // PM1_CNT_LEN
+  t.Put8(91, 4);                                     // PM_TMR_LEN
+  t.Put8(92, c.gpe0_length);                         // GPE0_BLK_LEN
+  t.Put16(96, 101);                                  // P_LVL2_LAT > 100: C2 not supported
+  t.Put16(98, 1001);                                 // P_LVL3_LAT > 1000: C3 not supported
+  t.Put8(108, 0x32);                                 // CENTURY: CMOS register of the century
   t.Put16(109, kBootArchLegacyDevices | kBootArch8042 | kBootArchVgaNotPresent);
   uint32_t flags = kFadtWbinvd | kFadtProcC1 | kFadtPwrButton | kFadtSlpButton | kFadtResetRegSup;
   if (c.pm_timer_32bit) flags |= kFadtTmrValExt;
@@ -163,6 +165,9 @@ ByteBuffer BuildFadt(const AcpiConfig& c, uint64_t dsdt, uint64_t facs) {
   PutGas(t, 148, kGasSystemIo, 32, 0, c.pm1a_event_port);    // X_PM1a_EVT_BLK
   PutGas(t, 172, kGasSystemIo, 16, 0, c.pm1a_control_port);  // X_PM1a_CNT_BLK
   PutGas(t, 208, kGasSystemIo, 32, 0, c.pm_timer_port);      // X_PM_TMR_BLK
+  if (c.gpe0_length != 0) {
+    PutGas(t, 220, kGasSystemIo, static_cast<uint8_t>(c.gpe0_length * 8), 0, c.gpe0_port);
+  }
   FinishTable(t);
   return t;
 }
@@ -233,6 +238,10 @@ AcpiTables BuildAcpiTables(const AcpiConfig& c, uint64_t base) {
     throw LoadError(fmt::format("ACPI: table base {:#x} is not 16-byte aligned", base));
   if (c.sci_irq >= 16)
     throw LoadError(fmt::format("ACPI: SCI IRQ {} is not an ISA IRQ", c.sci_irq));
+  if (c.gpe0_length % 2 != 0 || c.gpe0_length > 30) {
+    throw LoadError(
+        fmt::format("ACPI: GPE0 block length {} is not an even number up to 30", c.gpe0_length));
+  }
   if (c.ecam && c.ecam->end_bus < c.ecam->start_bus) {
     throw LoadError("ACPI: ECAM end bus is below its start bus");
   }

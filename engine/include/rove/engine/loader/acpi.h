@@ -8,7 +8,8 @@
 //   of every local APIC is NMI; PCAT_COMPAT is set (an i8259 pair exists).
 // - FADT: not hardware-reduced; SMI_CMD 0 (the hardware is always in ACPI mode, so the PM1
 //   control register must read back SCI_EN = 1); PM1a event block (4 bytes), PM1a control block
-//   (2 bytes) and PM timer (4 bytes, 24-bit unless pm_timer_32bit) at the I/O ports given below;
+//   (2 bytes), PM timer (4 bytes, 24-bit unless pm_timer_32bit) and GPE0 block (gpe0_length
+//   bytes, none if 0) at the I/O ports given below;
 //   SCI on IRQ sci_irq; RESET_REG = I/O port reset_port, value reset_value, with RESET_REG_SUP;
 //   IAPC_BOOT_ARCH says legacy devices and an 8042 are present and VGA is not; DSDT and FACS
 //   reached through both the 32-bit and the X_ 64-bit fields.
@@ -16,8 +17,9 @@
 //   (SLP_TYP << 10) | SLP_EN (bit 13) to the PM1a control port: the device model must treat
 //   SLP_EN with SLP_TYP == s5_sleep_type as power-off.
 //
-// Port defaults (the devices' model must match them): PM1a event 0x600, PM1a control 0x604,
-// PM timer 0x608, reset 0xCF9 (value 0x06).
+// Port defaults (the devices' model must match them; they match devices/acpi_pm.h at base
+// 0x600): PM1a event 0x600, PM1a control 0x604, PM timer 0x608, GPE0 0x60C (4 bytes), reset
+// 0xCF9 (value 0x06).
 #pragma once
 
 #include <cstdint>
@@ -45,6 +47,9 @@ struct AcpiConfig {
   uint16_t pm1a_control_port = 0x604;
   uint16_t pm_timer_port = 0x608;
   bool pm_timer_32bit = false;
+  // GPE0 block (status then enable, gpe0_length bytes); gpe0_length 0 = no GPE0 block.
+  uint16_t gpe0_port = 0x60C;
+  uint8_t gpe0_length = 4;
   uint8_t sci_irq = 9;
   uint16_t reset_port = 0xCF9;
   uint8_t reset_value = 0x06;
