@@ -50,6 +50,10 @@ bool SystemEmulator::CanTakeInterrupt() const {
   return (impl_->s.rflags & rflags::kIf) && !impl_->s.interrupt_shadow;
 }
 
+bool SystemEmulator::CanTakeNmi() const {
+  return !impl_->nmi_blocked && !impl_->s.interrupt_shadow;
+}
+
 std::string SystemEmulator::DumpState() const {
   return impl_->DumpState();
 }
@@ -495,8 +499,11 @@ EmulationResult SystemEmulator::Impl::Emulate() {
   s.interrupt_shadow = set_shadow;
   // RF is cleared once an instruction completes (IRET loads it from the frame).
   if (in.mnemonic != ZYDIS_MNEMONIC_IRET && in.mnemonic != ZYDIS_MNEMONIC_IRETD &&
-      in.mnemonic != ZYDIS_MNEMONIC_IRETQ)
+      in.mnemonic != ZYDIS_MNEMONIC_IRETQ) {
     s.rflags &= ~rflags::kRf;
+  } else {
+    nmi_blocked = false;  // a completed IRET ends NMI blocking
+  }
   if (outcome == EmulationOutcome::kHalt) s.halted = true;
   // Single-step trap after the instruction when TF was set before it.
   if ((flags_before & rflags::kTf) && !suppress_single_step) {

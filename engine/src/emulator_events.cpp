@@ -59,12 +59,24 @@ EmulationResult SystemEmulator::Impl::Deliver(Event ev) {
   constexpr size_t kSnapshotBytes = offsetof(CpuState, xsave);
   alignas(64) uint8_t snapshot[kSnapshotBytes];
   std::memcpy(snapshot, &s, kSnapshotBytes);
-  std::string history;
+  // The chain of events, formatted only if the VM has to stop.
+  Event chain[20];
+  int chain_len = 0;
+  auto history = [&]() {
+    std::string h;
+    for (int i = 0; i < chain_len; ++i) {
+      const Event& e = chain[i];
+      h += fmt::format("{}{}({:#x}){}", i ? " -> " : "", VectorName(e.vector), e.vector,
+                       e.has_error ? fmt::format(" err={:#x}", e.error) : "");
+    }
+    return h;
+  };
   for (int depth = 0;; ++depth) {
-    history += fmt::format("{}{}({:#x}){}", depth ? " -> " : "", VectorName(ev.vector), ev.vector,
-                           ev.has_error ? fmt::format(" err={:#x}", ev.error) : "");
+    chain[chain_len++] = ev;
     try {
       DeliverOnce(ev);
+      if (ev.vector == kNmi && !ev.is_exception && ev.kind == InterruptKind::kNmi)
+        nmi_blocked = true;
       s.halted = false;
       s.interrupt_shadow = false;
       return {};
@@ -80,16 +92,16 @@ EmulationResult SystemEmulator::Impl::Deliver(Event ev) {
       next.error = f.e.error_code;
       next.cr2 = f.e.cr2;
       if (ev.is_exception && ev.vector == kDf) {
-        history += fmt::format(" -> {}", VectorName(next.vector));
+        chain[chain_len++] = next;
         return Shutdown(fmt::format("triple fault: {} while delivering #DF ({})",
-                                    VectorName(next.vector), history));
+                                    VectorName(next.vector), history()));
       }
       ExcClass a = Classify(ev), b = Classify(next);
       bool df = (a == ExcClass::kContributory && b == ExcClass::kContributory) ||
                 (a == ExcClass::kPageFault &&
                  (b == ExcClass::kContributory || b == ExcClass::kPageFault));
       if (df) {
-        history += fmt::format(" -> {}", VectorName(next.vector));
+        chain[chain_len++] = next;
         next = Event{};
         next.vector = kDf;
         next.is_exception = true;
@@ -97,10 +109,10 @@ EmulationResult SystemEmulator::Impl::Deliver(Event ev) {
         next.error = 0;
       }
       ev = next;
-      if (depth > 16) return Shutdown("exception delivery loop: " + history);
+      if (chain_len >= 18) return Shutdown("exception delivery loop: " + history());
     } catch (const UnsupportedFeature& u) {
       std::memcpy(static_cast<void*>(&s), snapshot, kSnapshotBytes);
-      return Shutdown(fmt::format("unsupported: {} (delivering {})", u.what, history));
+      return Shutdown(fmt::format("unsupported: {} (delivering {})", u.what, history()));
     }
   }
 }

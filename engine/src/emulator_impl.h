@@ -62,6 +62,8 @@ class SystemEmulator::Impl {
   EmulatorStats stats;
   uint64_t chunk_bytes = 64 * 1024;
 
+  // NMIs are blocked from NMI delivery until the next IRET.
+  bool nmi_blocked = false;
   // MONITOR state.
   bool monitor_armed = false;
   uint64_t monitor_address = 0;

@@ -250,21 +250,45 @@ EmulationOutcome SystemEmulator::Impl::DoString() {
           uint64_t lo_s = down ? si_lin - (span - size) : si_lin;
           if (lo_d < lo_s + span && lo_s < lo_d + span) ok = false;
         }
+        uint8_t* host_dst = nullptr;
+        const uint8_t* host_src = nullptr;
+        uint64_t dst = 0, src = 0, dst_phys = 0;
         if (ok) {
           uint64_t lo_di = down ? di - (span - size) : di;
-          uint64_t dst = SegLinear(kEs, lo_di, span, MemAccess::kWrite);
+          dst = SegLinear(kEs, lo_di, span, MemAccess::kWrite);
           CheckAlignment(dst, size);
-          uint8_t buf[kPageSize];
           if (kind == StrOp::kMovs) {
             uint64_t lo_si = down ? si - (span - size) : si;
-            uint64_t src = SegLinear(src_seg, lo_si, span, MemAccess::kRead);
+            src = SegLinear(src_seg, lo_si, span, MemAccess::kRead);
             CheckAlignment(src, size);
-            LinRead(src, buf, span);
+          }
+          // RAM on both sides: copy host memory directly (one walk per page and side). MMIO or
+          // a translation that faults takes the element path, which reports the exact fault.
+          LinearAccessMode mode{Cpl() == 3, (s.rflags & rflags::kAc) != 0, false};
+          if (kind == StrOp::kMovs) {
+            WalkResult ws = lin.Translate(Paging(), mode, src, Access::kRead);
+            if (ws.ok && mem.IsRam(ws.phys)) host_src = mem.HostPointer(ws.phys);
+            ok = host_src != nullptr;
+          }
+          if (ok) {
+            WalkResult wd = lin.Translate(Paging(), mode, dst, Access::kWrite);
+            if (wd.ok && mem.IsRam(wd.phys)) {
+              host_dst = mem.HostPointer(wd.phys);
+              dst_phys = wd.phys;
+            }
+            ok = host_dst != nullptr;
+          }
+        }
+        if (ok) {
+          mem.NotifyWrite(dst_phys, span);
+          if (kind == StrOp::kMovs) {
+            std::memmove(host_dst, host_src, span);
+          } else if (size == 1) {
+            std::memset(host_dst, static_cast<uint8_t>(s.gpr[kRax]), span);
           } else {
             uint64_t v = s.gpr[kRax];
-            for (uint64_t i = 0; i < span; i += size) std::memcpy(buf + i, &v, size);
+            for (uint64_t i = 0; i < span; i += size) std::memcpy(host_dst + i, &v, size);
           }
-          LinWrite(dst, buf, span);
           count -= n;
           budget -= n;
           di = (di + step * n) & amask;

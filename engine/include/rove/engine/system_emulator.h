@@ -78,6 +78,9 @@ class SystemEmulator {
 
   // RFLAGS.IF set and no STI/MOV SS interrupt shadow.
   bool CanTakeInterrupt() const;
+  // No NMI is being handled (NMIs are blocked from NMI delivery until the next IRET) and no
+  // MOV SS/POP SS shadow.
+  bool CanTakeNmi() const;
 
   // A one-line-per-group dump of the guest state (registers, segments, control registers).
   std::string DumpState() const;
