@@ -31,6 +31,7 @@ class PcTest : public ::testing::Test {
     cb.wake = [this](unsigned cpu) {
       std::lock_guard lock(mu);
       wakes.push_back(cpu);
+      woken = true;
       cv.notify_all();
     };
     cb.startup = [this](unsigned cpu, StartupEvent e) {
@@ -87,9 +88,9 @@ class PcTest : public ::testing::Test {
   }
 
   ManualClock clock{1'000'000'000};
+  HostClock host_clock;
   Bus pio{"pio"};
   Bus mmio{"mmio"};
-  std::unique_ptr<PcDevices> devices;
   std::string console;
   int resets = 0;
   int power_offs = 0;
@@ -98,6 +99,9 @@ class PcTest : public ::testing::Test {
   std::condition_variable cv;
   std::vector<unsigned> wakes;
   std::vector<std::pair<unsigned, StartupEvent>> startups;
+  bool woken = false;
+  // Last: destroyed (and its timer thread stopped) before what the callbacks use.
+  std::unique_ptr<PcDevices> devices;
 };
 
 TEST_F(PcTest, EveryWindowAnswers) {
@@ -226,8 +230,7 @@ TEST_F(PcTest, InitSipiBringsUpTheAp) {
 }
 
 TEST_F(PcTest, HostTimerThreadDeliversTheLocalApicTimer) {
-  HostClock host;
-  Build(1, &host, /*thread=*/true);
+  Build(1, &host_clock, /*thread=*/true);
   Lapic32(0, LocalApic::kRegSvr, 0x1FF);
   Lapic32(0, LocalApic::kRegTimerDivide, 0xB);
   Lapic32(0, LocalApic::kRegLvtTimer, 0xEC);

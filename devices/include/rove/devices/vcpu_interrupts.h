@@ -17,7 +17,17 @@
 // Threading: every method is thread-safe. The WakeFn and StartupFn may be called from any
 // thread (another vCPU sending an IPI, the timer thread, a device thread), sometimes with
 // device locks held: they must not call back into the devices and must not block on a lock
-// that a vCPU thread holds while it calls into the devices.
+// that a vCPU thread holds while it calls into the devices. The halt loop that satisfies this
+// (the wake callback sets `woken` under `mu` and notifies `cv`):
+//
+//   while (!irqs.HasInterrupt(cpu) && !irqs_nmi_or_stop()) {   // devices: without `mu`
+//     std::unique_lock lock(mu);
+//     cv.wait(lock, [&] { return woken; });                    // predicate: flag only
+//     woken = false;
+//   }
+//
+// Holding `mu` while calling HasInterrupt (e.g. inside the wait predicate) can deadlock against
+// a timer interrupt being delivered.
 #pragma once
 
 #include <cstdint>
