@@ -242,6 +242,10 @@ TEST_F(LinuxLoaderTest, CorruptAndTruncatedImagesAreRefused) {
   setup_only.resize(0x220);
   ExpectLoadError(*mem_, setup_only, {}, o, "truncated");
 
+  Bytes odd_alignment = MakeBzImage();
+  odd_alignment[bp::kKernelAlignment] = 3;
+  ExpectLoadError(*mem_, odd_alignment, {}, o, "power of two");
+
   // setup_sects pointing past the end of the file.
   Bytes many = MakeBzImage();
   many[bp::kSetupSects] = 250;

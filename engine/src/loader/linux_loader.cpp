@@ -107,6 +107,9 @@ LoadResult LoadLinux(GuestMemory& memory, CpuState& cpu, std::span<const uint8_t
   const bool relocatable = r.U8(bp::kRelocatableKernel) != 0;
   const uint32_t code32_start = r.U32(bp::kCode32Start);
   const uint64_t alignment = std::max<uint64_t>(r.U32(bp::kKernelAlignment), 1);
+  if (relocatable && (alignment & (alignment - 1)) != 0) {
+    throw LoadError(fmt::format("bzImage kernel_alignment {:#x} is not a power of two", alignment));
+  }
   const uint64_t pref_address = version >= kVersionInitSize ? r.U64(bp::kPrefAddress) : 0;
   const uint64_t init_size = version >= kVersionInitSize ? r.U32(bp::kInitSize) : 0;
   const uint64_t cmdline_size = r.U32(bp::kCmdlineSize);
@@ -138,12 +141,14 @@ LoadResult LoadLinux(GuestMemory& memory, CpuState& cpu, std::span<const uint8_t
   const uint64_t low_end = LowRamEnd(map);
   if (low_end == 0) throw LoadError("memory map has no RAM at 1 MiB");
 
-  // Memory the kernel needs: its image and init_size from the load address, and for a
-  // relocatable kernel the decompression buffer at max(aligned load address, pref_address).
+  // Memory the kernel needs: its image and init_size from the load address, and the buffer it
+  // decompresses into: init_size bytes at max(load address aligned to kernel_alignment,
+  // pref_address) (a kernel that is not relocatable always decompresses at pref_address).
   const uint64_t image_end = CheckedEnd(load, std::max(init_size, pm_size), "kernel");
   uint64_t kernel_end = image_end;
-  if (relocatable && init_size != 0) {
-    uint64_t decompress_at = std::max(AlignUp(load, alignment), pref_address);
+  if (init_size != 0) {
+    const uint64_t decompress_at =
+        std::max(relocatable ? AlignUp(load, alignment) : load, pref_address);
     kernel_end = std::max(kernel_end, CheckedEnd(decompress_at, init_size, "kernel"));
   }
   if (kernel_end > low_end) {
