@@ -230,7 +230,7 @@ __attribute__((no_sanitize("address", "undefined"))) void FaultHandler(int sig, 
   for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGALRM}) {
     if (sigaction(sig, &sa, nullptr) != 0) _exit(12);
   }
-  alarm(10);
+  alarm(60);  // generous: the machine may be loaded; sequences take microseconds
   rove_diff_native_enter();
   _exit(0);
 }
@@ -300,7 +300,10 @@ Outcome RunNative(const DiffInput& input) {
       out.vector = static_cast<uint8_t>(c->trapno);
       out.error_code = c->err;
       out.state.rip = c->out_rip;
-      if (c->out_rip < kCodeVa || c->out_rip >= kCodeVa + kCodeSize) {
+      // A fault outside the code region is only expected as an instruction fetch from the
+      // (no-execute) data region.
+      if ((c->out_rip < kCodeVa || c->out_rip >= kCodeVa + kCodeSize) &&
+          (c->out_rip < kDataVa || c->out_rip >= kDataVa + kDataSize)) {
         out.failure = fmt::format("native fault outside the code region (signal {}, rip {:#x})",
                                   c->signo, c->out_rip);
       }
