@@ -329,6 +329,12 @@ void SystemEmulator::Impl::DoNearTransfer() {
 EmulationOutcome SystemEmulator::Impl::Execute() {
   s.rip = next_rip;
   bool legacy_map = in.opcode_map == ZYDIS_OPCODE_MAP_DEFAULT;
+  for (int i = 0; i < in.operand_count_visible; ++i) {
+    if (op[i].type == ZYDIS_OPERAND_TYPE_MEMORY && op[i].mem.type == ZYDIS_MEMOP_TYPE_VSIB) {
+      DoGatherScatter();
+      return EmulationOutcome::kContinue;
+    }
+  }
   switch (in.mnemonic) {
     case ZYDIS_MNEMONIC_MOVSD:
     case ZYDIS_MNEMONIC_CMPSD:
@@ -526,6 +532,9 @@ EmulationOutcome SystemEmulator::Impl::Execute() {
       if (idx < lower || idx > upper) RaiseNoError(kBr);
       break;
     }
+    case ZYDIS_MNEMONIC_SALC:
+      s.gpr[kRax] = (s.gpr[kRax] & ~0xFFull) | ((s.rflags & rflags::kCf) ? 0xFF : 0);
+      break;
     case ZYDIS_MNEMONIC_XLAT: {
       uint64_t ea = ((s.gpr[kRbx] & AddrMask()) + (s.gpr[kRax] & 0xFF)) & AddrMask();
       uint64_t v = ReadU(DataSeg(), ea, 1);

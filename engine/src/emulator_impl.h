@@ -12,6 +12,7 @@
 #include <string>
 
 #include "rove/engine/segmentation.h"
+#include "rove/engine/platform_hooks.h"
 #include "rove/engine/system_emulator.h"
 
 namespace rove {
@@ -59,6 +60,7 @@ class SystemEmulator::Impl {
   TranslationControl& tc;
   const CpuModel& model;
   GuestClock& clock;
+  PlatformHooks* platform = nullptr;  // local APIC MSRs and CR8, when a machine is attached
   EmulatorStats stats;
   uint64_t chunk_bytes = 64 * 1024;
 
@@ -238,6 +240,7 @@ class SystemEmulator::Impl {
   void DoPushPopSreg(bool push);
   void DoLoadFarPointer();
   void DoNearTransfer();
+  void DoGatherScatter();  // VSIB: AVX2 gathers, AVX-512 gathers and scatters
   bool UmipBlocks() const { return (s.cr4 & cr4::kUmip) && Cpl() > 0 && !Real(); }
   // FS/GS base instructions; XGETBV/XSETBV.
   void DoFsGsBase();

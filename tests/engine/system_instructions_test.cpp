@@ -769,3 +769,62 @@ TEST_F(SystemTest, BoundOutOfRangeIsBr) {
 
 }  // namespace
 }  // namespace rove::test
+
+namespace rove::test {
+namespace {
+
+TEST_F(SystemTest, Avx2GatherLoadsActiveElementsAndClearsMask) {
+  SetupLong64();
+  s.cr4 |= cr4::kOsxsave;
+  s.xcr0 = 0x7;
+  uint64_t bv = 0x3;  // x87 + SSE in use; AVX upper halves in their initial state
+  std::memcpy(s.xsave + 512, &bv, 8);
+  uint32_t index[4] = {3, 0, 2, 1};
+  std::memcpy(s.xsave + 160 + 16 * 1, index, 16);  // XMM1
+  uint32_t mask[4] = {0x80000000u, 0x80000000u, 0, 0x80000000u};
+  std::memcpy(s.xsave + 160 + 16 * 2, mask, 16);  // XMM2
+  uint32_t old[4] = {0xAAAAAAAA, 0xAAAAAAAA, 0xAAAAAAAA, 0xAAAAAAAA};
+  std::memcpy(s.xsave + 160, old, 16);  // XMM0
+  for (uint32_t i = 0; i < 4; ++i) mem->WriteU32(0x80000 + 4 * i, 10 + i);
+  s.gpr[kRax] = 0x80000;
+  ASSERT_TRUE(Run({0xC4, 0xE2, 0x69, 0x90, 0x04, 0x88}).ok());  // VPGATHERDD xmm0,[rax+xmm1*4],xmm2
+  EXPECT_EQ(s.rip, kCode + 6);
+  uint32_t got[4], m[4];
+  std::memcpy(got, s.xsave + 160, 16);
+  std::memcpy(m, s.xsave + 160 + 32, 16);
+  EXPECT_EQ(got[0], 13u);
+  EXPECT_EQ(got[1], 10u);
+  EXPECT_EQ(got[2], 0xAAAAAAAAu);  // inactive element keeps its value
+  EXPECT_EQ(got[3], 11u);
+  for (uint32_t v : m) EXPECT_EQ(v, 0u);
+  // Same register as destination and mask: #UD.
+  ASSERT_TRUE(Run({0xC4, 0xE2, 0x79, 0x90, 0x04, 0x88}).ok());  // mask = xmm0
+  EXPECT_EQ(s.rip, HandlerFor(kUd));
+}
+
+TEST_F(SystemTest, GatherFaultKeepsCompletedElements) {
+  SetupLong64();
+  s.cr4 |= cr4::kOsxsave;
+  s.xcr0 = 0x7;
+  uint64_t bv = 0x3;
+  std::memcpy(s.xsave + 512, &bv, 8);
+  Put64(kPml4 + 0x2000 + 3 * 8, 0);  // 0x600000.. unmapped
+  uint32_t index[4] = {0, 0x600000 / 4, 1, 2};
+  std::memcpy(s.xsave + 160 + 16 * 1, index, 16);
+  uint32_t mask[4] = {0x80000000u, 0x80000000u, 0x80000000u, 0x80000000u};
+  std::memcpy(s.xsave + 160 + 16 * 2, mask, 16);
+  mem->WriteU32(0, 0x55);
+  s.gpr[kRax] = 0;
+  ASSERT_TRUE(Run({0xC4, 0xE2, 0x69, 0x90, 0x04, 0x88}).ok());
+  EXPECT_EQ(s.rip, HandlerFor(kPf));
+  EXPECT_EQ(s.cr2, 0x600000u);
+  uint32_t got[4], m[4];
+  std::memcpy(got, s.xsave + 160, 16);
+  std::memcpy(m, s.xsave + 160 + 32, 16);
+  EXPECT_EQ(got[0], 0x55u);
+  EXPECT_EQ(m[0], 0u);           // element 0 done
+  EXPECT_EQ(m[1], 0x80000000u);  // faulting element still pending
+}
+
+}  // namespace
+}  // namespace rove::test
