@@ -58,12 +58,12 @@ constexpr uint32_t kLeaf7EdxAvx512 =
 constexpr uint32_t kLeaf71EaxAllowed = Bit(4) /*AVX-VNNI*/;
 constexpr uint32_t kLeaf71EaxAvx512 = Bit(5) /*AVX512_BF16*/;
 constexpr uint32_t kExt1EcxAllowed = Bit(0) /*LAHF*/ | Bit(5) /*LZCNT*/ | Bit(6) /*SSE4A*/ |
-                                     Bit(7) /*MisAlignSse*/ | Bit(8) /*PREFETCHW*/ |
-                                     Bit(11) /*XOP*/ | Bit(16) /*FMA4*/ | Bit(21) /*TBM*/;
+                                     Bit(7) /*MisAlignSse*/ |
+                                     Bit(8) /*PREFETCHW*/;  // no XOP/FMA4/TBM
 constexpr uint32_t kExt1EdxAllowed = Bit(11) /*SYSCALL*/ | Bit(20) /*NX*/ | Bit(22) /*MMXEXT*/ |
                                      Bit(26) /*1G pages*/ | Bit(29) /*LM*/;
-constexpr uint32_t kExt8EbxAllowed = Bit(0) /*CLZERO*/ | Bit(9) /*WBNOINVD*/ | Bit(12) /*IBPB*/ |
-                                     Bit(14) /*IBRS*/ | Bit(15) /*STIBP*/ | Bit(24) /*SSBD*/;
+constexpr uint32_t kExt8EbxAllowed = Bit(9) /*WBNOINVD*/ | Bit(12) /*IBPB*/ | Bit(14) /*IBRS*/ |
+                                     Bit(15) /*STIBP*/ | Bit(24) /*SSBD*/;
 
 // XSAVE components the translator runs natively and the emulator saves/restores.
 constexpr uint64_t kEmulatedXcr0 =
