@@ -93,7 +93,8 @@ TEST(Acpi, FadtDescribesPortsResetAndDsdt) {
   EXPECT_EQ(f.p[128], 0x06);
   EXPECT_EQ(f.at<uint64_t>(140), t.dsdt);  // X_DSDT
   EXPECT_EQ(f.at<uint32_t>(40), t.dsdt);
-  EXPECT_EQ(f.at<uint64_t>(132), t.facs);
+  EXPECT_EQ(f.at<uint32_t>(36), t.facs);        // FIRMWARE_CTRL
+  EXPECT_EQ(f.at<uint64_t>(132), 0u);           // X_FIRMWARE_CTRL: only one FACS pointer
   EXPECT_EQ(f.at<uint64_t>(148 + 4), 0xB000u);  // X_PM1a_EVT_BLK address
   EXPECT_EQ(f.at<uint64_t>(172 + 4), 0xB004u);
   EXPECT_EQ(f.at<uint64_t>(208 + 4), 0xB008u);

@@ -159,8 +159,8 @@ ByteBuffer BuildFadt(const AcpiConfig& c, uint64_t dsdt, uint64_t facs) {
   t.Put32(112, flags);
   PutGas(t, 116, kGasSystemIo, 8, kGasAccessByte, c.reset_port);  // RESET_REG
   t.Put8(128, c.reset_value);
-  t.Put8(131, 0);                                            // FADT minor version
-  t.Put64(132, facs);                                        // X_FIRMWARE_CTRL
+  t.Put8(131, 0);  // FADT minor version
+  // X_FIRMWARE_CTRL stays 0: the spec allows only one FACS pointer, and the FACS is below 4 GiB.
   t.Put64(140, dsdt);                                        // X_DSDT
   PutGas(t, 148, kGasSystemIo, 32, 0, c.pm1a_event_port);    // X_PM1a_EVT_BLK
   PutGas(t, 172, kGasSystemIo, 16, 0, c.pm1a_control_port);  // X_PM1a_CNT_BLK

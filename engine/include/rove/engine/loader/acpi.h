@@ -11,8 +11,9 @@
 //   (2 bytes), PM timer (4 bytes, 24-bit unless pm_timer_32bit) and GPE0 block (gpe0_length
 //   bytes, none if 0) at the I/O ports given below;
 //   SCI on IRQ sci_irq; RESET_REG = I/O port reset_port, value reset_value, with RESET_REG_SUP;
-//   IAPC_BOOT_ARCH says legacy devices and an 8042 are present and VGA is not; DSDT and FACS
-//   reached through both the 32-bit and the X_ 64-bit fields.
+//   IAPC_BOOT_ARCH says legacy devices and an 8042 are present and VGA is not; the DSDT is
+//   reached through X_DSDT (and the equal 32-bit DSDT field), the FACS through FIRMWARE_CTRL
+//   only (the spec allows one of FIRMWARE_CTRL and X_FIRMWARE_CTRL).
 // - DSDT: only \_S5_ = Package { s5_sleep_type, s5_sleep_type, 0, 0 }. To power off, Linux writes
 //   (SLP_TYP << 10) | SLP_EN (bit 13) to the PM1a control port: the device model must treat
 //   SLP_EN with SLP_TYP == s5_sleep_type as power-off.
