@@ -109,6 +109,11 @@ CpuModel::CpuModel(const CpuModelOptions& o, const HostCpuInfo& host) : apic_id_
   max_basic_ = std::min<uint32_t>(host_max, 0xD);
   max_basic_ = std::max<uint32_t>(max_basic_, 0x16);  // we always provide 0x15/0x16
   leaves_[{0, 0}] = {max_basic_, l0.ebx, l0.ecx, l0.edx};
+  char vendor[13] = {};
+  std::memcpy(vendor, &l0.ebx, 4);
+  std::memcpy(vendor + 4, &l0.edx, 4);
+  std::memcpy(vendor + 8, &l0.ecx, 4);
+  amd_ = std::strcmp(vendor, "AuthenticAMD") == 0 || std::strcmp(vendor, "HygonGenuine") == 0;
 
   CpuidResult l1 = hb(1);
   CpuidResult m1;

@@ -12,10 +12,11 @@
 #include <string>
 
 #include "rove/engine/segmentation.h"
-#include "rove/engine/platform_hooks.h"
 #include "rove/engine/system_emulator.h"
 
 namespace rove {
+
+class PlatformHooks;
 
 // A guest exception raised by an emulated operation.
 struct GuestFault {

@@ -77,6 +77,8 @@ class CpuModel {
   // Size of the compacted-format area for `mask`.
   uint32_t XsaveCompactedSize(uint64_t mask) const;
   uint32_t max_phys_addr_bits() const { return max_phys_bits_; }
+  // The vendor (the host's): AMD and Intel differ in SYSCALL/SYSENTER availability by mode.
+  bool amd() const { return amd_; }
 
   // Feature bits the emulator consults.
   bool Has(uint32_t leaf, uint32_t subleaf, int reg /*0=eax..3=edx*/, int bit) const;
@@ -128,6 +130,7 @@ class CpuModel {
   bool xsave_align64_[64] = {};
   uint32_t max_phys_bits_ = 36;
   uint32_t apic_id_ = 0;
+  bool amd_ = false;
 };
 
 }  // namespace rove
