@@ -3,9 +3,9 @@
 //   rove run --kernel FILE [--initrd FILE] [--append TEXT] [--mem MiB] [--cpus N]
 //            [--accel bt] [--serial stdio|file:PATH] [--stats]
 //
-// This first machine is minimal: one vCPU, a console on COM1's data port, and the QEMU
-// debug-exit port at 0xF4. The full PC machine (PIC, PIT, APIC, ACPI power-off, SMP) is
-// assembled from devices/ as part of the Linux boot work.
+// The machine is a PC (engine/include/rove/engine/machine.h): PIC, PIT, local and I/O APIC,
+// 16550 UART console, CMOS, i8042, PCI host bridge, ACPI power-off and reset, fw_cfg, and the
+// QEMU debug-exit port at 0xF4.
 #include <fmt/core.h>
 #include <signal.h>
 
@@ -18,44 +18,14 @@
 #include <string>
 #include <thread>
 
-#include "rove/engine/io_ports.h"
-#include "rove/engine/loader/kernel_loader.h"
-#include "rove/engine/loader/load_error.h"
-#include "rove/engine/vcpu.h"
-#include "rove/mmu/guest_memory.h"
+#include "rove/engine/machine.h"
 
 namespace {
 
-// COM1 transmit + line status, and the debug-exit port.
-class ConsolePorts : public rove::IoPorts {
- public:
-  explicit ConsolePorts(std::FILE* out) : out_(out) {}
-  void set_vcpu(rove::Vcpu* vcpu) { vcpu_ = vcpu; }
-
-  uint32_t In(uint16_t port, unsigned width) override {
-    if (port == 0x3FD) return 0x60;  // THR empty, transmitter idle
-    return width == 1 ? 0xFF : width == 2 ? 0xFFFF : 0xFFFFFFFF;
-  }
-  void Out(uint16_t port, unsigned, uint32_t value) override {
-    if (port == 0x3F8) {
-      std::fputc(static_cast<int>(value & 0xFF), out_);
-      if ((value & 0xFF) == '\n') std::fflush(out_);
-    } else if (port == 0xF4) {
-      exit_status = static_cast<int>(((value & 0xFF) << 1) | 1);
-      if (vcpu_) vcpu_->RequestStop();
-    }
-  }
-  int exit_status = -1;
-
- private:
-  std::FILE* out_;
-  rove::Vcpu* vcpu_ = nullptr;
-};
-
-std::atomic<rove::Vcpu*> g_running_vcpu{nullptr};
+std::atomic<rove::Machine*> g_running_machine{nullptr};
 
 void OnInterrupt(int) {
-  if (rove::Vcpu* v = g_running_vcpu.load()) v->RequestStop();
+  if (rove::Machine* m = g_running_machine.load()) m->RequestStop();
 }
 
 }  // namespace
@@ -91,48 +61,56 @@ int main(int argc, char** argv) {
   }
 
   try {
-    auto memory = rove::GuestMemory::Create(mem_mib << 20);
-    ConsolePorts ports(out);
-    rove::Vcpu vcpu(*memory, ports);
-    ports.set_vcpu(&vcpu);
-    rove::loader::LoadOptions opt;
-    opt.kernel_path = kernel;
-    opt.initrd_path = initrd;
-    opt.cmdline = append;
-    rove::loader::LoadKernel(*memory, vcpu.state(), opt);
-
-    g_running_vcpu.store(&vcpu);
+    rove::MachineConfig config;
+    config.ram_bytes = mem_mib << 20;
+    config.cpus = static_cast<unsigned>(cpus);
+    config.kernel_path = kernel;
+    config.initrd_path = initrd;
+    config.cmdline = append;
+    config.serial_output = [out](uint8_t byte) {
+      std::fputc(byte, out);
+      if (byte == '\n') std::fflush(out);
+    };
+    rove::Machine machine(config);
+    g_running_machine.store(&machine);
     struct sigaction sa {};
     sa.sa_handler = OnInterrupt;
     sigaction(SIGINT, &sa, nullptr);
     sigaction(SIGTERM, &sa, nullptr);
-    rove::StopInfo stop = vcpu.Run();
-    g_running_vcpu.store(nullptr);
+    rove::MachineResult result = machine.Run();
+    g_running_machine.store(nullptr);
     std::fflush(out);
 
     if (stats) {
-      const auto& s = vcpu.stats();
+      rove::MachineStats s = machine.stats();
       fmt::print(stderr,
                  "stats: blocks translated {}, guest instructions translated {}, cache flushes {},"
-                 " emulated instructions {}, exceptions {}, soft-TLB misses {}\n",
-                 s.blocks_translated, s.instructions_translated, s.code_flushes,
-                 s.emulated_instructions, s.exceptions, s.tlb_misses);
+                 " emulated instructions {}, exceptions {}, interrupts {}, soft-TLB misses {},"
+                 " unclaimed port accesses {}, unclaimed MMIO accesses {}\n",
+                 s.cpu.blocks_translated, s.cpu.instructions_translated, s.cpu.code_flushes,
+                 s.cpu.emulated_instructions, s.cpu.exceptions, s.cpu.interrupts, s.cpu.tlb_misses,
+                 s.unclaimed_pio, s.unclaimed_mmio);
     }
-    switch (stop.reason) {
-      case rove::StopReason::kHalted:
+    switch (result.reason) {
+      case rove::MachineStopReason::kPowerOff:
+        fmt::print(stderr, "rove: guest powered off\n");
+        return 0;
+      case rove::MachineStopReason::kHalted:
         fmt::print(stderr, "rove: guest halted\n");
         return 0;
-      case rove::StopReason::kShutdown:
-        fmt::print(stderr, "rove: guest triple fault: {}\n", stop.message);
+      case rove::MachineStopReason::kReset:
+        fmt::print(stderr, "rove: guest requested a reboot; stopping\n");
+        return 0;
+      case rove::MachineStopReason::kDebugExit:
+        return result.exit_status;
+      case rove::MachineStopReason::kTripleFault:
+        fmt::print(stderr, "rove: guest triple fault: {}\n", result.message);
         return 3;
-      case rove::StopReason::kStopRequested:
-        if (ports.exit_status >= 0) return ports.exit_status;
+      case rove::MachineStopReason::kStopped:
         fmt::print(stderr, "rove: stopped\n");
         return 130;
-      default:
-        fmt::print(stderr, "rove: stopped ({})\n", stop.message);
-        return 4;
     }
+    return 4;
   } catch (const std::exception& e) {
     fmt::print(stderr, "rove: {}\n", e.what());
     return 2;

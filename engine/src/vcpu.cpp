@@ -1,11 +1,15 @@
 // The vCPU loop: translated execution until an exit, then the engine's emulation of what the
-// translator hands back (instructions, exceptions), interrupt windows and stop requests.
+// translator hands back (instructions, exceptions), interrupt windows, halts and stop requests.
 #include "rove/engine/vcpu.h"
 
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 
+#include "rove/devices/vcpu_interrupts.h"
 #include "rove/engine/cpu_model.h"
 #include "rove/engine/guest_clock.h"
+#include "rove/engine/platform_hooks.h"
 #include "rove/engine/system_emulator.h"
 #include "rove/mmu/linear_memory.h"
 #include "rove/translator/bt_cpu.h"
@@ -24,6 +28,32 @@ struct Vcpu::Impl {
     ResetCpuState(state);
   }
 
+  // Delivers a pending NMI or external interrupt if the guest can take it now.
+  EmulationResult TakeInterrupts() {
+    EmulationResult r;
+    if (!interrupts) return r;
+    if (emulator.CanTakeNmi() && interrupts->TakeNmi(cpu_index)) {
+      stats.interrupts++;
+      return emulator.DeliverInterrupt(kNmi, InterruptKind::kNmi);
+    }
+    if (emulator.CanTakeInterrupt() && interrupts->HasInterrupt(cpu_index)) {
+      if (auto vector = interrupts->AcknowledgeInterrupt(cpu_index)) {
+        stats.interrupts++;
+        return emulator.DeliverInterrupt(*vector, InterruptKind::kExternal);
+      }
+    }
+    return r;
+  }
+
+  // Sleeps while halted until an interrupt may be deliverable or a stop is requested.
+  void WaitWhileHalted() {
+    while (!stop_requested.load() && !interrupts->HasInterrupt(cpu_index)) {
+      std::unique_lock lock(mu);
+      cv.wait(lock, [&] { return woken || stop_requested.load(); });
+      woken = false;
+    }
+  }
+
   GuestMemory& memory;
   IoPorts& io;
   int index;
@@ -35,6 +65,12 @@ struct Vcpu::Impl {
   SystemEmulator emulator;
   std::atomic<bool> stop_requested{false};
   VcpuStats stats;
+
+  VcpuInterrupts* interrupts = nullptr;
+  unsigned cpu_index = 0;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool woken = false;
 };
 
 Vcpu::Vcpu(GuestMemory& memory, IoPorts& io, int index)
@@ -42,11 +78,33 @@ Vcpu::Vcpu(GuestMemory& memory, IoPorts& io, int index)
 
 Vcpu::~Vcpu() = default;
 
-CpuState& Vcpu::state() { return impl_->state; }
+CpuState& Vcpu::state() {
+  return impl_->state;
+}
 
 void Vcpu::RequestStop() {
   impl_->stop_requested.store(true);
   impl_->bt.RequestExit();
+  {
+    std::lock_guard lock(impl_->mu);
+    impl_->woken = true;
+  }
+  impl_->cv.notify_all();
+}
+
+void Vcpu::AttachPlatform(VcpuInterrupts* interrupts, unsigned cpu_index, PlatformHooks* hooks) {
+  impl_->interrupts = interrupts;
+  impl_->cpu_index = cpu_index;
+  impl_->emulator.SetPlatformHooks(hooks);
+}
+
+void Vcpu::Wake() {
+  impl_->bt.RequestExit();
+  {
+    std::lock_guard lock(impl_->mu);
+    impl_->woken = true;
+  }
+  impl_->cv.notify_all();
 }
 
 const VcpuStats& Vcpu::stats() const {
@@ -58,10 +116,37 @@ const VcpuStats& Vcpu::stats() const {
   return impl_->stats;
 }
 
+uint64_t Vcpu::ReadTsc() const {
+  return impl_->clock.ReadTsc(impl_->state);
+}
+uint64_t Vcpu::tsc_hz() const {
+  return impl_->clock.tsc_hz();
+}
+
+namespace {
+
+bool Finished(const EmulationResult& r, StopInfo* stop) {
+  switch (r.outcome) {
+    case EmulationOutcome::kContinue:
+    case EmulationOutcome::kHalt:
+      return false;
+    case EmulationOutcome::kShutdown:
+      *stop = StopInfo{StopReason::kShutdown, r.message};
+      return true;
+    case EmulationOutcome::kReset:
+      *stop = StopInfo{StopReason::kShutdown, "reset requested: " + r.message};
+      return true;
+  }
+  return false;
+}
+
+}  // namespace
+
 StopInfo Vcpu::Run(uint64_t max_guest_exits) {
   Impl& im = *impl_;
   CpuState& st = im.state;
   uint64_t exits = 0;
+  StopInfo stop;
   for (;;) {
     if (im.stop_requested.load()) {
       im.stop_requested.store(false);
@@ -70,9 +155,15 @@ StopInfo Vcpu::Run(uint64_t max_guest_exits) {
     }
     if (max_guest_exits && exits++ >= max_guest_exits)
       return StopInfo{StopReason::kInstructionLimit, {}};
+    // Clear the kick before looking at the controllers: a wake after this point re-arms it.
+    im.bt.ClearExitRequest();
+    if (Finished(im.TakeInterrupts(), &stop)) return stop;
     if (st.halted) {
-      // No interrupt source can wake this vCPU yet: interrupts come from the machine.
-      return StopInfo{StopReason::kHalted, {}};
+      // HLT with interrupts disabled: only an NMI could resume it, and no device here raises
+      // one on its own, so the run ends.
+      if (!im.interrupts || !(st.rflags & rflags::kIf)) return StopInfo{StopReason::kHalted, {}};
+      im.WaitWhileHalted();
+      continue;
     }
     // After STI / MOV SS exactly one instruction runs before interrupts are looked at again.
     const bool shadow = st.interrupt_shadow;
@@ -91,20 +182,9 @@ StopInfo Vcpu::Run(uint64_t max_guest_exits) {
         break;
       case ExitReason::kRequest:
         if (shadow) st.interrupt_shadow = false;
-        if (!im.stop_requested.load()) im.bt.ClearExitRequest();
         break;
     }
-    switch (result.outcome) {
-      case EmulationOutcome::kContinue:
-        break;
-      case EmulationOutcome::kHalt:
-        if (!(st.rflags & rflags::kIf)) return StopInfo{StopReason::kHalted, {}};
-        return StopInfo{StopReason::kHalted, "halted with interrupts enabled"};
-      case EmulationOutcome::kShutdown:
-        return StopInfo{StopReason::kShutdown, result.message};
-      case EmulationOutcome::kReset:
-        return StopInfo{StopReason::kShutdown, "reset requested: " + result.message};
-    }
+    if (Finished(result, &stop)) return stop;
   }
 }
 

@@ -24,6 +24,7 @@
 #include "rove/engine/cpu_model.h"
 #include "rove/engine/guest_clock.h"
 #include "rove/engine/io_ports.h"
+#include "rove/engine/platform_hooks.h"
 #include "rove/mmu/guest_memory.h"
 #include "rove/mmu/linear_memory.h"
 #include "rove/translator/cpu_state.h"
@@ -81,6 +82,9 @@ class SystemEmulator {
   // No NMI is being handled (NMIs are blocked from NMI delivery until the next IRET) and no
   // MOV SS/POP SS shadow.
   bool CanTakeNmi() const;
+
+  // Routes the platform's registers (local APIC MSRs, CR8) to the machine; null detaches.
+  void SetPlatformHooks(PlatformHooks* hooks);
 
   // A one-line-per-group dump of the guest state (registers, segments, control registers).
   std::string DumpState() const;

@@ -13,6 +13,9 @@
 
 namespace rove {
 
+class VcpuInterrupts;
+class PlatformHooks;
+
 enum class StopReason : uint8_t {
   kHalted,          // HLT with interrupts disabled and nothing that could wake it
   kShutdown,        // triple fault; `message` describes the guest state
@@ -49,7 +52,18 @@ class Vcpu {
   StopInfo Run(uint64_t max_guest_exits = 0);
   // Thread-safe: makes Run() return at the next instruction boundary (within microseconds).
   void RequestStop();
+
+  // Connects the machine: the interrupt controllers this vCPU takes interrupts from (as vCPU
+  // `cpu_index`) and the platform registers (local APIC MSRs, CR8). With interrupts attached,
+  // HLT sleeps until an interrupt is deliverable instead of ending Run().
+  void AttachPlatform(VcpuInterrupts* interrupts, unsigned cpu_index, PlatformHooks* hooks);
+  // Thread-safe: something may have become deliverable to this vCPU. Kicks translated code and
+  // wakes a halted vCPU.
+  void Wake();
   const VcpuStats& stats() const;
+  // The guest's current TSC value (as RDTSC would return it now).
+  uint64_t ReadTsc() const;
+  uint64_t tsc_hz() const;
 
  private:
   struct Impl;
