@@ -50,6 +50,8 @@ bool SystemEmulator::CanTakeInterrupt() const {
   return (impl_->s.rflags & rflags::kIf) && !impl_->s.interrupt_shadow;
 }
 
+void SystemEmulator::SetPlatformHooks(PlatformHooks* hooks) { impl_->platform = hooks; }
+
 bool SystemEmulator::CanTakeNmi() const {
   return !impl_->nmi_blocked && !impl_->s.interrupt_shadow;
 }

@@ -21,7 +21,8 @@ void SystemEmulator::Impl::DoMovCr() {
   if (n == 1 || (n >= 5 && n != 8) || (n == 8 && !Mode64())) UD();
   RequireCpl0();
   if (!to_cr) {
-    uint64_t v = n == 0 ? s.cr0 : n == 2 ? s.cr2 : n == 3 ? s.cr3 : n == 4 ? s.cr4 : s.cr8;
+    uint64_t cr8 = platform ? platform->ReadCr8() : s.cr8;
+    uint64_t v = n == 0 ? s.cr0 : n == 2 ? s.cr2 : n == 3 ? s.cr3 : n == 4 ? s.cr4 : cr8;
     if (!Mode64()) v &= 0xFFFFFFFF;
     SetReg(op[0].reg.value, v);
     return;
@@ -110,6 +111,7 @@ void SystemEmulator::Impl::WriteCr4(uint64_t v) {
 void SystemEmulator::Impl::WriteCr8(uint64_t v) {
   if (v >> 4) GP(0);
   s.cr8 = v;
+  if (platform) platform->WriteCr8(v);
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -182,6 +184,14 @@ int FixedMtrrIndex(uint32_t index) {
 }  // namespace
 
 bool SystemEmulator::Impl::ReadMsr(uint32_t index, uint64_t* value) {
+  if (platform) {
+    bool gp = false;
+    if (auto v = platform->ReadMsr(index, gp)) {
+      *value = *v;
+      return !gp;
+    }
+    if (gp) return false;
+  }
   MsrState& m = s.msr;
   int fixed = FixedMtrrIndex(index);
   if (fixed >= 0) {
@@ -291,6 +301,11 @@ void SystemEmulator::Impl::WriteEfer(uint64_t v) {
 }
 
 bool SystemEmulator::Impl::WriteMsr(uint32_t index, uint64_t v) {
+  if (platform) {
+    bool gp = false;
+    if (platform->WriteMsr(index, v, gp)) return !gp;
+    if (gp) return false;
+  }
   MsrState& m = s.msr;
   uint64_t phys_reserved = ~((1ull << model.max_phys_addr_bits()) - 1);
   int fixed = FixedMtrrIndex(index);
