@@ -680,6 +680,7 @@ EmulationOutcome SystemEmulator::Impl::Execute() {
       return EmulationOutcome::kHalt;
 
     case ZYDIS_MNEMONIC_PAUSE:
+    case ZYDIS_MNEMONIC_SERIALIZE:  // leaving translated code already serializes
     case ZYDIS_MNEMONIC_NOP:
     case ZYDIS_MNEMONIC_LFENCE:
     case ZYDIS_MNEMONIC_SFENCE:
