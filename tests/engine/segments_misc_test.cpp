@@ -197,3 +197,33 @@ TEST_F(SegmentsMiscTest, NtIretIsReportedUnsupported) {
 
 }  // namespace
 }  // namespace rove::test
+
+namespace rove::test {
+namespace {
+
+TEST_F(SegmentsMiscTest, EnterWithNestingLevelCopiesFramePointers) {
+  SetupProtected32();
+  s.gpr[kRbp] = 0x1F1000;
+  mem->WriteU32(0x1F0FFC, 0xDEAD);
+  s.gpr[kRsp] = 0x1F0000;
+  ASSERT_TRUE(Run({0xC8, 0x10, 0x00, 0x02}).ok());  // ENTER 16, 2
+  EXPECT_EQ(Get32(0x1EFFFC), 0x1F1000u);            // old EBP
+  EXPECT_EQ(Get32(0x1EFFF8), 0xDEADu);              // outer frame pointer copied
+  EXPECT_EQ(Get32(0x1EFFF4), 0x1EFFFCu);            // this frame
+  EXPECT_EQ(s.gpr[kRbp], 0x1EFFFCu);
+  EXPECT_EQ(s.gpr[kRsp], 0x1EFFF4u - 16);
+}
+
+TEST(CpuModelVendorTest, AmdVendorIsRecognised) {
+  HostCpuInfo h = FakeHost();
+  auto base = h.cpuid;
+  h.cpuid = [base](uint32_t leaf, uint32_t sub) {
+    if (leaf == 0) return CpuidResult{0x10, 0x68747541, 0x444D4163, 0x69746E65};  // AuthenticAMD
+    return base(leaf, sub);
+  };
+  EXPECT_TRUE(CpuModel(CpuModelOptions{}, h).amd());
+  EXPECT_FALSE(CpuModel(CpuModelOptions{}, FakeHost()).amd());
+}
+
+}  // namespace
+}  // namespace rove::test
