@@ -88,7 +88,10 @@ void SystemEmulator::Impl::WriteCr3(uint64_t v) {
     v &= 0xFFFFFFFF;
   }
   s.cr3 = v;
-  if (!no_flush) tc.FlushTlb(false);
+  // The soft TLB is not tagged with PCIDs, so the no-flush hint cannot keep other address
+  // spaces' entries apart: every CR3 write drops the non-global entries.
+  (void)no_flush;
+  tc.FlushTlb(false);
 }
 
 void SystemEmulator::Impl::WriteCr4(uint64_t v) {
