@@ -693,6 +693,19 @@ EmulationOutcome SystemEmulator::Impl::Execute() {
     case ZYDIS_MNEMONIC_PREFETCHW:
     case ZYDIS_MNEMONIC_ENDBR32:
     case ZYDIS_MNEMONIC_ENDBR64:
+    case ZYDIS_MNEMONIC_PREFETCHWT1:
+    // Hint-space encodings that execute as NOPs without MPX / CET shadow stacks (both hidden).
+    case ZYDIS_MNEMONIC_BNDCL:
+    case ZYDIS_MNEMONIC_BNDCN:
+    case ZYDIS_MNEMONIC_BNDCU:
+    case ZYDIS_MNEMONIC_BNDLDX:
+    case ZYDIS_MNEMONIC_BNDMK:
+    case ZYDIS_MNEMONIC_BNDMOV:
+    case ZYDIS_MNEMONIC_BNDSTX:
+    case ZYDIS_MNEMONIC_RDSSPD:
+    case ZYDIS_MNEMONIC_RDSSPQ:
+    case ZYDIS_MNEMONIC_INCSSPD:
+    case ZYDIS_MNEMONIC_INCSSPQ:
       break;
     case ZYDIS_MNEMONIC_CLFLUSH:
     case ZYDIS_MNEMONIC_CLFLUSHOPT:
