@@ -8,7 +8,7 @@ PACKAGES=(
   libzydis-dev libzycore-dev libasmjit-dev libxbyak-dev
   libboost-container-dev libcli11-dev libfmt-dev libspdlog-dev
   googletest libgtest-dev libgmock-dev libbenchmark-dev
-  nasm
+  nasm cpio acpica-tools
 )
 missing=()
 for p in "${PACKAGES[@]}"; do
