@@ -726,11 +726,12 @@ SegmentCache FlatSegment(uint16_t sel, bool code, int dpl, bool l, bool db) {
 
 void SystemEmulator::Impl::DoSyscall() {
   if (!s.long_mode_active() || !(s.efer & efer::kSce)) UD();
-  if (!Mode64()) UD();  // Intel: SYSCALL is valid only in 64-bit mode
+  // Intel: only in 64-bit mode. AMD also from compatibility mode, entering at CSTAR.
+  if (!Mode64() && !model.amd()) UD();
   uint16_t cs = static_cast<uint16_t>((s.msr.star >> 32) & 0xFFFC);
   s.gpr[kRcx] = next_rip;
   s.gpr[kR11] = s.rflags & ~rflags::kRf;
-  s.rip = s.msr.lstar;
+  s.rip = Mode64() ? s.msr.lstar : s.msr.cstar;
   s.rflags &= ~(s.msr.sfmask | rflags::kRf);
   s.rflags |= rflags::kFixed1;
   s.seg[kCs] = FlatSegment(cs, true, 0, true, false);
@@ -758,6 +759,7 @@ void SystemEmulator::Impl::DoSysret() {
 
 void SystemEmulator::Impl::DoSysenter() {
   if (!model.has_sep()) UD();
+  if (model.amd() && s.long_mode_active()) UD();  // AMD: legacy mode only
   if (Real()) GP(0);
   uint16_t cs = static_cast<uint16_t>(s.msr.sysenter_cs & 0xFFFC);
   if (cs == 0) GP(0);
@@ -777,6 +779,7 @@ void SystemEmulator::Impl::DoSysenter() {
 
 void SystemEmulator::Impl::DoSysexit() {
   if (!model.has_sep()) UD();
+  if (model.amd() && s.long_mode_active()) UD();
   if (Real() || V86()) GP(0);
   uint16_t cs = static_cast<uint16_t>(s.msr.sysenter_cs & 0xFFFC);
   if (cs == 0) GP(0);

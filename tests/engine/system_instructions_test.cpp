@@ -109,7 +109,7 @@ TEST_F(SystemTest, UmipBlocksSmswStrSldtAtUserLevel) {
   EXPECT_GP_AT(kCode, 0);
 }
 
-TEST_F(SystemTest, MovCr3FlushesNonGlobalUnlessPcidNoFlush) {
+TEST_F(SystemTest, MovCr3FlushesNonGlobalEntries) {
   SetupLong64();
   s.gpr[kRax] = kPml4 | 0x8;  // PWT
   ASSERT_TRUE(Run({0x0F, 0x22, 0xD8}).ok());
@@ -120,7 +120,9 @@ TEST_F(SystemTest, MovCr3FlushesNonGlobalUnlessPcidNoFlush) {
   s.gpr[kRax] = (1ull << 63) | kPml4 | 5;
   ASSERT_TRUE(Run({0x0F, 0x22, 0xD8}).ok());
   EXPECT_EQ(s.cr3, kPml4 | 5);  // bit 63 is not stored
-  EXPECT_EQ(tc.flush_tlb, 1);
+  // The soft TLB is not PCID-tagged, so even the no-flush form drops non-global entries.
+  EXPECT_EQ(tc.flush_tlb, 2);
+  EXPECT_EQ(tc.flush_tlb_global, 0);
 }
 
 TEST_F(SystemTest, MovCr0EnablingPagingWithLmeActivatesLongMode) {
@@ -824,6 +826,48 @@ TEST_F(SystemTest, GatherFaultKeepsCompletedElements) {
   EXPECT_EQ(got[0], 0x55u);
   EXPECT_EQ(m[0], 0u);           // element 0 done
   EXPECT_EQ(m[1], 0x80000000u);  // faulting element still pending
+}
+
+}  // namespace
+}  // namespace rove::test
+
+namespace rove::test {
+namespace {
+
+HostCpuInfo FakeAmdHost() {
+  HostCpuInfo h = FakeHost();
+  auto base = h.cpuid;
+  h.cpuid = [base](uint32_t leaf, uint32_t sub) {
+    if (leaf == 0) return CpuidResult{0x10, 0x68747541, 0x444D4163, 0x69746E65};  // AuthenticAMD
+    return base(leaf, sub);
+  };
+  return h;
+}
+
+TEST_F(SystemTest, CompatSyscallIsUdOnIntelAndEntersCstarOnAmd) {
+  SetupLong64();
+  s.seg[kCs] = SegFromGdt(kUCode32);
+  s.seg[kSs] = SegFromGdt(kUData);
+  s.msr.cstar = 0x680000;
+  ASSERT_TRUE(Run({0x0F, 0x05}).ok());
+  EXPECT_EQ(s.rip, HandlerFor(kUd));
+
+  CpuModel amd(CpuModelOptions{}, FakeAmdHost());
+  SystemEmulator emu_amd(s, *mem, lin, io, tc, amd, clock);
+  SetupLong64();
+  s.seg[kCs] = SegFromGdt(kUCode32);
+  s.seg[kSs] = SegFromGdt(kUData);
+  s.msr.cstar = 0x680000;
+  Put(kCode, {0x0F, 0x05});
+  ASSERT_TRUE(emu_amd.EmulateInstruction().ok());
+  EXPECT_EQ(s.rip, 0x680000u);
+  EXPECT_TRUE(s.code64());
+  EXPECT_EQ(s.gpr[kRcx], kCode + 2);
+  // SYSENTER is legacy-mode only on AMD.
+  Put(0x680000, {0x0F, 0x34});
+  s.msr.sysenter_cs = kKCode64;
+  ASSERT_TRUE(emu_amd.EmulateInstruction().ok());
+  EXPECT_EQ(s.rip, HandlerFor(kUd));
 }
 
 }  // namespace
