@@ -1,0 +1,241 @@
+; Segmentation in protected mode with non-zero bases and byte-granular limits: 32-bit data,
+; code and stack segments based away from 0, a far call into 32-bit code running at base
+; 0x20000 (relative calls, CS-relative data, RETF), a far call into 16-bit protected-mode code at
+; base 0x40000 (16-bit addressing forms, 32-bit operand prefixes, O32 RETF), and #GP(0) for
+; accesses beyond a segment limit, from 32-bit and from 16-bit code, handled through a 32-bit
+; IDT and resumed with IRET.
+%include "guest.inc"
+
+%define FAIL_DATA_BASE 0xA1
+%define FAIL_LIMIT_GP 0xA2
+%define FAIL_FAR32 0xA3
+%define FAIL_STACK_BASE 0xA4
+%define FAIL_FAR16 0xA5
+%define FAIL_LIMIT16_GP 0xA6
+%define FAIL_GP_ERR 0xA7
+%define FAIL_CODE_READ 0xA8
+
+%define SEL_DATA_B 0x60           ; data, base 0x30000, limit 0xFFFF
+%define SEL_CODE32_B 0x68         ; code32, base 0x20000
+%define SEL_CODE16_B 0x70         ; code16, base 0x40000
+%define SEL_DATA16_B 0x78         ; data, base 0x50000, limit 0xFFF
+%define SEL_STACK_B 0x80          ; data (stack), base 0x70000, limit 0xFFFF, B=1
+
+%define CODE32_BASE 0x20000
+%define DATA_BASE 0x30000
+%define CODE16_BASE 0x40000
+%define DATA16_BASE 0x50000
+%define STACK_BASE 0x70000
+
+; DESC base, limit (byte granular, < 1 MiB), access byte, flags nibble (G D/B L AVL)
+%macro DESC 4
+  dw (%2) & 0xFFFF
+  dw (%1) & 0xFFFF
+  db ((%1) >> 16) & 0xFF
+  db %3
+  db (((%2) >> 16) & 0x0F) | ((%4) << 4)
+  db ((%1) >> 24) & 0xFF
+%endmacro
+
+bits 16
+org LOAD_ADDR
+
+start:
+  cli
+  xor ax, ax
+  mov ds, ax
+  mov es, ax
+  mov ss, ax
+  mov sp, REAL_STACK
+  lgdt [seg_gdt_ptr]
+  mov eax, cr0
+  or eax, 1
+  mov cr0, eax
+  jmp SEL_CODE32:pm32
+
+bits 32
+pm32:
+  mov ax, SEL_DATA
+  mov ds, ax
+  mov es, ax
+  mov ss, ax
+  mov esp, KERNEL_STACK
+  mov esi, msg_start
+  call puts32
+  ; #GP handler.
+  mov eax, gp_handler
+  mov [idt32 + 13 * 8], ax
+  mov word [idt32 + 13 * 8 + 2], SEL_CODE32
+  mov word [idt32 + 13 * 8 + 4], 0x8E00
+  shr eax, 16
+  mov [idt32 + 13 * 8 + 6], ax
+  lidt [idt32_ptr]
+  ; Copy the based code to where its segments start.
+  mov esi, section.code32.start
+  mov edi, CODE32_BASE
+  mov ecx, based32_end - based32
+  rep movsb
+  mov esi, section.code16.start
+  mov edi, CODE16_BASE
+  mov ecx, based16_end - based16
+  rep movsb
+
+  ; 1. Data segment with base 0x30000.
+  mov ax, SEL_DATA_B
+  mov es, ax
+  mov dword [es:0x10], 0xDEADBEEF
+  cmp dword [DATA_BASE + 0x10], 0xDEADBEEF
+  CHECK e, FAIL_DATA_BASE
+  mov dword [DATA_BASE + 0xFFFC], 0x01020304
+  cmp dword [es:0xFFFC], 0x01020304        ; last dword inside the limit
+  CHECK e, FAIL_DATA_BASE
+
+  ; 2. Beyond the limit: #GP(0), resumed after the instruction.
+  mov dword [gp_resume], .after_gp1
+  mov dword [gp_count], 0
+  mov eax, [es:0xFFFE]                     ; crosses the limit
+.after_gp1:
+  cmp dword [gp_count], 1
+  CHECK e, FAIL_LIMIT_GP
+  mov ax, SEL_DATA
+  mov es, ax
+
+  ; 3. Far call into 32-bit code with base 0x20000.
+  mov ebx, 5
+  call SEL_CODE32_B:0
+  cmp eax, 5 * 3 + 0x1234
+  CHECK e, FAIL_FAR32
+  cmp ecx, 0xC0DE
+  CHECK e, FAIL_CODE_READ
+
+  ; 4. Stack segment with base 0x70000.
+  mov edx, esp
+  mov ax, SEL_STACK_B
+  mov ss, ax
+  mov esp, 0x1000
+  push dword 0x12345678
+  push word 0xABCD
+  pop bx
+  mov ax, SEL_DATA
+  mov ss, ax
+  mov esp, edx
+  cmp dword [STACK_BASE + 0xFFC], 0x12345678
+  CHECK e, FAIL_STACK_BASE
+  cmp bx, 0xABCD
+  CHECK e, FAIL_STACK_BASE
+
+  ; 5. Far call into 16-bit protected-mode code with base 0x40000 (and its own #GP).
+  mov dword [gp_count], 0
+  call SEL_CODE16_B:0
+  cmp eax, 0x600D
+  CHECK e, FAIL_FAR16
+  cmp word [DATA16_BASE + 0x20], 0xBEEF
+  CHECK e, FAIL_FAR16
+  cmp dword [DATA16_BASE + 0x40], 0x11223344
+  CHECK e, FAIL_FAR16
+  cmp dword [gp_count], 1
+  CHECK e, FAIL_LIMIT16_GP
+
+  mov esi, msg_done
+  call puts32
+  EXIT PASS
+
+; #GP: check error code 0, resume at [gp_resume] (an offset in the faulting code segment).
+gp_handler:
+  push eax
+  push ds
+  mov ax, SEL_DATA
+  mov ds, ax
+  cmp dword [esp + 8], 0
+  CHECK e, FAIL_GP_ERR
+  inc dword [gp_count]
+  mov eax, [gp_resume]
+  mov [esp + 12], eax
+  pop ds
+  pop eax
+  add esp, 4
+  iret
+
+puts32:
+  mov dx, CONSOLE_PORT
+.next:
+  lodsb
+  test al, al
+  jz .done
+  out dx, al
+  jmp .next
+.done:
+  ret
+
+; 32-bit code for the segment based at 0x20000 (its own section: offsets are relative to the
+; segment base; the image is copied there at run time).
+section code32 vstart=0 follows=.text
+bits 32
+based32:
+  call .triple                      ; relative call inside the based segment
+  mov ecx, [cs:.const]              ; CS-relative read of the segment's own bytes
+  add eax, 0x1234
+  retf
+.triple:
+  lea eax, [ebx + ebx * 2]
+  ret
+.const:
+  dd 0xC0DE
+based32_end:
+
+; 16-bit protected-mode code for the segment based at 0x40000.
+section code16 vstart=0 follows=code32
+bits 16
+based16:
+  push ds
+  mov ax, SEL_DATA16_B
+  mov ds, ax
+  mov bx, 0x10
+  mov si, 0x10
+  mov word [bx + si], 0xBEEF                ; 16-bit addressing: base 0x50000 + 0x20
+  mov eax, 0x11223344                       ; 32-bit operand in 16-bit code
+  mov [0x40], eax
+  ; Beyond the 0xFFF limit: #GP(0); the handler resumes at .after (offset in this segment).
+  push ds
+  mov ax, SEL_DATA
+  mov ds, ax
+  mov dword [gp_resume], .after
+  pop ds
+  mov ax, [0x1000]
+.after:
+  pop ds
+  mov eax, 0x600D
+  o32 retf
+based16_end:
+
+section .text
+bits 32
+
+msg_start: db "segments: protected mode with based segments", 10, 0
+msg_done: db "segments: every base and limit held", 10, 0
+align 4
+gp_resume: dd 0
+gp_count: dd 0
+
+align 8
+seg_gdt:
+  dq 0
+  dq 0x00CF9A000000FFFF   ; 0x08 code32
+  dq 0x00CF92000000FFFF   ; 0x10 data
+  times 9 dq 0            ; 0x18..0x58 unused here
+  DESC DATA_BASE, 0xFFFF, 0x92, 0x4        ; 0x60
+  DESC CODE32_BASE, 0xFFFF, 0x9A, 0x4      ; 0x68
+  DESC CODE16_BASE, 0xFFFF, 0x9A, 0x0      ; 0x70
+  DESC DATA16_BASE, 0x0FFF, 0x92, 0x0      ; 0x78
+  DESC STACK_BASE, 0xFFFF, 0x92, 0x4       ; 0x80
+seg_gdt_end:
+seg_gdt_ptr:
+  dw seg_gdt_end - seg_gdt - 1
+  dd seg_gdt
+
+align 8
+idt32:
+  times 32 dq 0
+idt32_ptr:
+  dw 32 * 8 - 1
+  dd idt32
