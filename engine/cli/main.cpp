@@ -42,7 +42,7 @@ int main(int argc, char** argv) {
   run->add_option("--initrd", initrd, "Initial ramdisk");
   run->add_option("--append", append, "Kernel command line");
   run->add_option("--mem", mem_mib, "Guest RAM in MiB")->check(CLI::Range(16, 65536));
-  run->add_option("--cpus", cpus, "Number of vCPUs")->check(CLI::Range(1, 1));
+  run->add_option("--cpus", cpus, "Number of vCPUs")->check(CLI::Range(1, 64));
   run->add_option("--accel", accel, "Accelerator")->check(CLI::IsMember({"bt"}));
   run->add_option("--serial", serial, "Console: stdio or file:PATH");
   run->add_flag("--stats", stats, "Print execution statistics on exit");

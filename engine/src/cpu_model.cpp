@@ -50,9 +50,8 @@ constexpr uint32_t kLeaf7EcxAllowed = Bit(8) /*GFNI*/ | Bit(9) /*VAES*/ | Bit(10
                                       Bit(28) /*MOVDIR64B*/;
 constexpr uint32_t kLeaf7EcxAvx512 = Bit(1) /*VBMI*/ | Bit(6) /*VBMI2*/ | Bit(11) /*VNNI*/ |
                                      Bit(12) /*BITALG*/ | Bit(14) /*VPOPCNTDQ*/;
-constexpr uint32_t kLeaf7EdxAllowed = Bit(4) /*FSRM*/ | Bit(10) /*MD_CLEAR*/ |
-                                      Bit(14) /*SERIALIZE*/ | Bit(26) /*IBRS/IBPB*/ |
-                                      Bit(27) /*STIBP*/ | Bit(31) /*SSBD*/;
+constexpr uint32_t kLeaf7EdxAllowed = Bit(4) /*FSRM*/ | Bit(14) /*SERIALIZE*/ |
+                                      Bit(26) /*IBRS/IBPB*/ | Bit(27) /*STIBP*/ | Bit(31) /*SSBD*/;
 constexpr uint32_t kLeaf7EdxAvx512 =
     Bit(2) /*4VNNIW*/ | Bit(3) /*4FMAPS*/ | Bit(8) /*VP2INTERSECT*/ | Bit(23) /*FP16*/;
 constexpr uint32_t kLeaf71EaxAllowed = Bit(4) /*AVX-VNNI*/;
@@ -152,6 +151,9 @@ CpuModel::CpuModel(const CpuModelOptions& o, const HostCpuInfo& host) : apic_id_
   m7.ebx = l7.ebx & kLeaf7EbxAllowed;
   m7.ecx = (l7.ecx & kLeaf7EcxAllowed) | Bit(2) /*UMIP*/ | Bit(22) /*RDPID*/;
   m7.edx = l7.edx & kLeaf7EdxAllowed;
+  // SPEC_CTRL/PRED_CMD and ARCH_CAPABILITIES are emulated MSRs: always present.
+  m7.edx |=
+      Bit(26) /*IBRS/IBPB*/ | Bit(27) /*STIBP*/ | Bit(29) /*ARCH_CAPABILITIES*/ | Bit(31) /*SSBD*/;
   if (!avx) m7.ebx &= ~Bit(5);
   if (avx512) {
     m7.ebx |= l7.ebx & kLeaf7EbxAvx512;

@@ -2,6 +2,7 @@
 // operand helpers every instruction uses.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstring>
 
@@ -50,7 +51,9 @@ bool SystemEmulator::CanTakeInterrupt() const {
   return (impl_->s.rflags & rflags::kIf) && !impl_->s.interrupt_shadow;
 }
 
-void SystemEmulator::SetPlatformHooks(PlatformHooks* hooks) { impl_->platform = hooks; }
+void SystemEmulator::SetPlatformHooks(PlatformHooks* hooks) {
+  impl_->platform = hooks;
+}
 
 bool SystemEmulator::CanTakeNmi() const {
   return !impl_->nmi_blocked && !impl_->s.interrupt_shadow;
@@ -62,6 +65,20 @@ std::string SystemEmulator::DumpState() const {
 const EmulatorStats& SystemEmulator::stats() const {
   return impl_->stats;
 }
+
+std::vector<std::pair<std::string, uint64_t>> SystemEmulator::EmulatedProfile(size_t top_n) const {
+  std::vector<std::pair<std::string, uint64_t>> out;
+  for (int m = 0; m <= ZYDIS_MNEMONIC_MAX_VALUE; ++m) {
+    if (impl_->mnemonic_counts[m])
+      out.emplace_back(ZydisMnemonicGetString(static_cast<ZydisMnemonic>(m)),
+                       impl_->mnemonic_counts[m]);
+  }
+  std::sort(out.begin(), out.end(),
+            [](const auto& a, const auto& b) { return a.second > b.second; });
+  if (out.size() > top_n) out.resize(top_n);
+  return out;
+}
+
 void SystemEmulator::set_string_chunk_bytes(uint64_t bytes) {
   impl_->chunk_bytes = bytes ? bytes : 1;
 }
@@ -472,6 +489,7 @@ EmulationResult SystemEmulator::Impl::Emulate() {
   try {
     s.interrupt_shadow = false;
     Fetch();
+    mnemonic_counts[in.mnemonic]++;
     if (in.attributes & ZYDIS_ATTRIB_HAS_LOCK) UD();
     outcome = Execute();
   } catch (const GuestFault& f) {

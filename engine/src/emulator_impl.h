@@ -63,6 +63,7 @@ class SystemEmulator::Impl {
   GuestClock& clock;
   PlatformHooks* platform = nullptr;  // local APIC MSRs and CR8, when a machine is attached
   EmulatorStats stats;
+  uint64_t mnemonic_counts[ZYDIS_MNEMONIC_MAX_VALUE + 1] = {};
   uint64_t chunk_bytes = 64 * 1024;
 
   // NMIs are blocked from NMI delivery until the next IRET.

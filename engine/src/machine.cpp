@@ -11,6 +11,8 @@
 
 #include "rove/devices/bus.h"
 #include "rove/devices/device_manager.h"
+#include "rove/engine/cpu_model.h"
+#include "rove/engine/guest_clock.h"
 #include "rove/engine/io_ports.h"
 #include "rove/engine/loader/acpi.h"
 #include "rove/engine/loader/kernel_loader.h"
@@ -138,6 +140,7 @@ class RamDma : public DmaMemory {
 struct Machine::Impl {
   MachineConfig config;
   std::unique_ptr<GuestMemory> memory;
+  std::unique_ptr<GuestClock> clock;
   Bus pio{"pio"};
   Bus mmio{"mmio"};
   std::unique_ptr<RamDma> dma;
@@ -149,6 +152,7 @@ struct Machine::Impl {
   std::string summary;
 
   std::mutex mu;
+  std::atomic<size_t> halted_vcpus{0};
   bool finished = false;
   MachineResult result;
 
@@ -168,14 +172,23 @@ struct Machine::Impl {
 Machine::Machine(const MachineConfig& config) : impl_(std::make_unique<Impl>()) {
   Impl& im = *impl_;
   im.config = config;
-  if (config.cpus != 1)
-    throw std::runtime_error("only 1 vCPU is supported so far (got --cpus " +
-                             std::to_string(config.cpus) + ")");
+  if (config.cpus < 1 || config.cpus > 64)
+    throw std::runtime_error("--cpus must be between 1 and 64 (got " + std::to_string(config.cpus) +
+                             ")");
   im.memory = GuestMemory::Create(config.ram_bytes);
   im.dma = std::make_unique<RamDma>(*im.memory);
   im.ports = std::make_unique<BusPorts>(im.pio);
+  im.clock = std::make_unique<GuestClock>(CpuModel().tsc_hz());
   for (unsigned i = 0; i < config.cpus; ++i)
-    im.vcpus.push_back(std::make_unique<Vcpu>(*im.memory, *im.ports, static_cast<int>(i)));
+    im.vcpus.push_back(
+        std::make_unique<Vcpu>(*im.memory, *im.ports, static_cast<int>(i), im.clock.get()));
+  std::vector<Vcpu*> all;
+  for (auto& v : im.vcpus) all.push_back(v.get());
+  for (auto& v : im.vcpus) v->SetPeers(all);
+  for (size_t i = 1; i < im.vcpus.size(); ++i) im.vcpus[i]->SetWaitForStartup(true);
+  im.memory->SetCodeWriteObserver([all](uint64_t page) {
+    for (Vcpu* v : all) v->NotifyCodeWrite(page);
+  });
 
   PcConfig pc_config;
   pc_config.cpus = config.cpus;
@@ -193,7 +206,10 @@ Machine::Machine(const MachineConfig& config) : impl_(std::make_unique<Impl>()) 
   cb.wake = [raw](unsigned cpu) {
     if (cpu < raw->vcpus.size()) raw->vcpus[cpu]->Wake();
   };
-  cb.startup = [](unsigned, StartupEvent) {};
+  cb.startup = [raw](unsigned cpu, StartupEvent event) {
+    if (cpu >= raw->vcpus.size()) return;
+    raw->vcpus[cpu]->Startup(event.kind == StartupEvent::Kind::kInit, event.vector);
+  };
   im.pc = BuildPcDevices(pc_config, std::move(cb), im.pio, im.mmio);
   im.mmio_router = std::make_unique<MmioRouter>(im.mmio, *im.pc);
   im.memory->SetMmioHandler(im.mmio_router.get());
@@ -254,7 +270,10 @@ MachineResult Machine::Run() {
           im.Finish(MachineStopReason::kTripleFault, 0, stops[i].message);
           break;
         case StopReason::kHalted:
-          im.Finish(MachineStopReason::kHalted, 0, "all vCPUs halted with interrupts disabled");
+          // A vCPU parked with interrupts off (e.g. an AP stopped for power-off) ends only its
+          // thread; the machine ends when all of them are.
+          if (++im.halted_vcpus == im.vcpus.size())
+            im.Finish(MachineStopReason::kHalted, 0, "all vCPUs halted with interrupts disabled");
           break;
         default:
           break;

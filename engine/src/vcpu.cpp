@@ -17,15 +17,49 @@
 namespace rove {
 
 struct Vcpu::Impl {
-  Impl(GuestMemory& memory_in, IoPorts& io_in, int index_in)
+  Impl(GuestMemory& memory_in, IoPorts& io_in, int index_in, GuestClock* shared_clock)
       : memory(memory_in),
         io(io_in),
         index(index_in),
         linear(memory_in),
-        clock(model.tsc_hz()),
+        model(ModelOptions(index_in)),
+        own_clock(model.tsc_hz()),
+        clock(shared_clock ? *shared_clock : own_clock),
         bt(memory_in, state),
         emulator(state, memory_in, linear, io_in, bt, model, clock) {
     ResetCpuState(state);
+  }
+
+  static CpuModelOptions ModelOptions(int index) {
+    CpuModelOptions o;
+    o.apic_id = static_cast<uint32_t>(index);
+    return o;
+  }
+
+  // Handles INIT/SIPI requests; returns false while the vCPU must keep waiting for a SIPI.
+  bool HandleStartup() {
+    std::unique_lock lock(mu);
+    if (pending_init) {
+      pending_init = false;
+      ResetCpuState(state);
+      state.gpr[kRdx] = 0x600;
+      waiting_for_sipi = true;
+      pending_sipi = -1;
+    }
+    if (!waiting_for_sipi) return true;
+    if (pending_sipi >= 0) {
+      const uint64_t vector = static_cast<uint64_t>(pending_sipi);
+      pending_sipi = -1;
+      waiting_for_sipi = false;
+      state.seg[kCs].selector = static_cast<uint16_t>(vector << 8);
+      state.seg[kCs].base = vector << 12;
+      state.rip = 0;
+      state.halted = false;
+      return true;
+    }
+    cv.wait(lock, [&] { return woken || stop_requested.load(); });
+    woken = false;
+    return false;
   }
 
   // Delivers a pending NMI or external interrupt if the guest can take it now.
@@ -60,7 +94,8 @@ struct Vcpu::Impl {
   CpuState state;
   LinearMemory linear;
   CpuModel model;
-  GuestClock clock;
+  GuestClock own_clock;
+  GuestClock& clock;
   BtCpu bt;
   SystemEmulator emulator;
   std::atomic<bool> stop_requested{false};
@@ -71,10 +106,42 @@ struct Vcpu::Impl {
   std::mutex mu;
   std::condition_variable cv;
   bool woken = false;
+  bool waiting_for_sipi = false;
+  bool pending_init = false;
+  int pending_sipi = -1;
 };
 
-Vcpu::Vcpu(GuestMemory& memory, IoPorts& io, int index)
-    : impl_(std::make_unique<Impl>(memory, io, index)) {}
+Vcpu::Vcpu(GuestMemory& memory, IoPorts& io, int index, GuestClock* clock)
+    : impl_(std::make_unique<Impl>(memory, io, index, clock)) {}
+
+void Vcpu::SetPeers(const std::vector<Vcpu*>& peers) {
+  std::vector<BtCpu*> bts;
+  for (Vcpu* v : peers) bts.push_back(&v->impl_->bt);
+  impl_->bt.SetPeers(bts);
+}
+
+void Vcpu::NotifyCodeWrite(uint64_t page_gpa) {
+  impl_->bt.NotifyCodeWrite(page_gpa);
+}
+
+void Vcpu::SetWaitForStartup(bool wait) {
+  std::lock_guard lock(impl_->mu);
+  impl_->waiting_for_sipi = wait;
+}
+
+void Vcpu::Startup(bool init, uint8_t vector) {
+  {
+    std::lock_guard lock(impl_->mu);
+    if (init) {
+      impl_->pending_init = true;
+    } else if (impl_->waiting_for_sipi || impl_->pending_init) {
+      impl_->pending_sipi = vector;
+    }
+    impl_->woken = true;
+  }
+  impl_->bt.RequestExit();
+  impl_->cv.notify_all();
+}
 
 Vcpu::~Vcpu() = default;
 
@@ -157,6 +224,7 @@ StopInfo Vcpu::Run(uint64_t max_guest_exits) {
       return StopInfo{StopReason::kInstructionLimit, {}};
     // Clear the kick before looking at the controllers: a wake after this point re-arms it.
     im.bt.ClearExitRequest();
+    if (!im.HandleStartup()) continue;
     if (Finished(im.TakeInterrupts(), &stop)) return stop;
     if (st.halted) {
       // HLT with interrupts disabled: only an NMI could resume it, and no device here raises

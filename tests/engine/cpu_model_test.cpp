@@ -122,3 +122,26 @@ TEST(GuestClockTest, RealClockAdvances) {
 
 }  // namespace
 }  // namespace rove::test
+
+namespace rove::test {
+namespace {
+
+TEST(CpuModelTest, SpeculationControlIsAlwaysAdvertised) {
+  HostCpuInfo h = FakeHost();
+  auto base = h.cpuid;
+  h.cpuid = [base](uint32_t leaf, uint32_t sub) {
+    CpuidResult r = base(leaf, sub);
+    if (leaf == 7 && sub == 0) r.edx = 0;  // a host that shows none of it
+    return r;
+  };
+  CpuModel m(CpuModelOptions{}, h);
+  CpuState s;
+  uint32_t edx = m.Query(7, 0, s).edx;
+  EXPECT_NE(edx & (1u << 29), 0u);  // ARCH_CAPABILITIES
+  EXPECT_NE(edx & (1u << 26), 0u);  // IBRS/IBPB (SPEC_CTRL)
+  EXPECT_EQ(edx & (1u << 10), 0u);  // no MD_CLEAR: MDS_NO makes VERW clearing unnecessary
+  EXPECT_TRUE(m.has_arch_capabilities());
+}
+
+}  // namespace
+}  // namespace rove::test

@@ -34,6 +34,15 @@ check "two-process workload ran" $(grep -q "rove-guest: workload: 2 processes OK
 check "date printed" $(grep -qE "rove-guest: date: [0-9]{4}-" "$OUT/boot.log"; echo $?)
 check "guest powered off" $(grep -q "rove: guest powered off" "$OUT/boot.log"; echo $?)
 
+# Two vCPUs: both processors visible, and the two-process workload runs on both.
+timeout 900 "$ROVE" run --kernel "$KERNEL" --initrd "$INITRD" --append "console=ttyS0 panic=-1" \
+  --mem 512 --cpus 2 >"$OUT/boot2.log" 2>&1
+rc=$?
+echo "2-vCPU boot:"; grep "rove-guest" "$OUT/boot2.log"
+check "2 vCPUs: rove exits 0 after power-off" $([ $rc = 0 ] && echo 0 || echo 1)
+check "2 vCPUs: /proc/cpuinfo shows 2 processors" $(grep -q "rove-guest: processors: 2" "$OUT/boot2.log"; echo $?)
+check "2 vCPUs: workload ran on both CPUs" $(grep -qE "rove-guest: workload: 2 processes OK, busy ticks cpu0=[1-9][0-9]* cpu1=[1-9]" "$OUT/boot2.log"; echo $?)
+
 # A reboot request: an init that reboots at once (reboot=k: through the keyboard controller).
 printf '#!/bin/sh\necho "rove-guest: rebooting"\nreboot -f\n' >"$OUT/reboot-init.sh"
 bash "$SRC/scripts/build-initramfs.sh" --init "$OUT/reboot-init.sh" --out "$OUT/guest/reboot.cpio.gz" \

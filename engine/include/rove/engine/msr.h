@@ -43,9 +43,15 @@ inline constexpr uint32_t kTscAux = 0xC0000103;
 
 // IA32_MTRRCAP as reported: 8 variable ranges, fixed ranges, write-combining.
 inline constexpr uint64_t kMtrrCapValue = 8 | (1u << 8) | (1u << 10);
-// IA32_ARCH_CAPABILITIES as reported: not vulnerable to RDCL, IBRS_ALL, RSBA no, SKIP_L1DFL,
-// SSB_NO, MDS_NO, PSCHANGE_MC_NO, TAA_NO.
+// IA32_ARCH_CAPABILITIES as reported: not affected by the speculative-execution bugs the guest
+// kernel would otherwise mitigate (RDCL_NO, IBRS_ALL, SKIP_L1DFL_VMENTRY, SSB_NO, MDS_NO,
+// PSCHANGE_MC_NO, TAA_NO, SBDR_SSDP_NO, FBSDP_NO, PSDP_NO, BHI_NO, PBRSB_NO, GDS_NO, RFDS_NO,
+// ITS_NO). Under binary translation the guest's page tables are not the hardware's and its
+// privilege levels are enforced in software, so guest-side mitigations (PTI, VERW buffer
+// clearing, retpolines) protect nothing and would only cost emulation exits.
 inline constexpr uint64_t kArchCapabilitiesValue =
-    (1u << 0) | (1u << 1) | (1u << 3) | (1u << 4) | (1u << 5) | (1u << 6) | (1u << 8);
+    (1ull << 0) | (1ull << 1) | (1ull << 3) | (1ull << 4) | (1ull << 5) | (1ull << 6) |
+    (1ull << 8) | (1ull << 13) | (1ull << 14) | (1ull << 15) | (1ull << 20) | (1ull << 24) |
+    (1ull << 26) | (1ull << 27) | (1ull << 62);
 
 }  // namespace rove::msr

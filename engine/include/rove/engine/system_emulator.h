@@ -20,6 +20,8 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "rove/engine/cpu_model.h"
 #include "rove/engine/guest_clock.h"
@@ -90,6 +92,9 @@ class SystemEmulator {
   std::string DumpState() const;
 
   const EmulatorStats& stats() const;
+  // The `top_n` most often emulated instructions (mnemonic, count), most frequent first: what
+  // the translator could learn to run inline.
+  std::vector<std::pair<std::string, uint64_t>> EmulatedProfile(size_t top_n) const;
 
   // Largest number of bytes one EmulateInstruction() call moves for a REP string instruction
   // before returning with the instruction partly done (default 64 KiB).

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "rove/engine/io_ports.h"
 #include "rove/mmu/guest_memory.h"
@@ -15,6 +16,7 @@ namespace rove {
 
 class VcpuInterrupts;
 class PlatformHooks;
+class GuestClock;
 
 enum class StopReason : uint8_t {
   kHalted,          // HLT with interrupts disabled and nothing that could wake it
@@ -41,7 +43,9 @@ struct VcpuStats {
 
 class Vcpu {
  public:
-  Vcpu(GuestMemory& memory, IoPorts& io, int index = 0);
+  // `index` is the vCPU number (its initial APIC ID). vCPUs of one machine share `clock` so
+  // their TSCs agree; without one the vCPU has its own.
+  Vcpu(GuestMemory& memory, IoPorts& io, int index = 0, GuestClock* clock = nullptr);
   ~Vcpu();
   Vcpu(const Vcpu&) = delete;
   Vcpu& operator=(const Vcpu&) = delete;
@@ -60,6 +64,15 @@ class Vcpu {
   // Thread-safe: something may have become deliverable to this vCPU. Kicks translated code and
   // wakes a halted vCPU.
   void Wake();
+
+  // Multi-vCPU: the other vCPUs sharing the guest memory (for translated-code coherence).
+  void SetPeers(const std::vector<Vcpu*>& peers);
+  // Thread-safe: guest code at `page_gpa` was written (GuestMemory's code-write observer).
+  void NotifyCodeWrite(uint64_t page_gpa);
+  // Application processors: until a startup IPI arrives, Run() waits. Thread-safe.
+  void SetWaitForStartup(bool wait);
+  // INIT (reset to the wait-for-SIPI state) or SIPI (start in real mode at vector * 0x1000).
+  void Startup(bool init, uint8_t vector);
   const VcpuStats& stats() const;
   // The guest's current TSC value (as RDTSC would return it now).
   uint64_t ReadTsc() const;

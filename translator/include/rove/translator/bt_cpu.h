@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "rove/mmu/guest_memory.h"
 #include "rove/translator/cpu_state.h"
@@ -51,6 +52,18 @@ class BtCpu : public TranslationControl {
   void FlushTranslations() override;
 
   const BtStats& stats() const;
+
+  // Several vCPUs on one guest memory: translations live per vCPU, so a write to guest code
+  // must reach every vCPU's cache, and a page one vCPU translates must stop being written
+  // through the others' soft TLBs. The machine lists all BtCpus here and routes
+  // GuestMemory's code-write observer to NotifyCodeWrite of each.
+  void SetPeers(std::vector<BtCpu*> peers);
+  // Thread-safe: the guest page at `page_gpa` was (is about to be) written. On the vCPU's own
+  // thread the translations go at once; from other threads they go before this vCPU runs
+  // translated code again (it is kicked out with an exit request).
+  void NotifyCodeWrite(uint64_t page_gpa);
+  // Thread-safe: a peer translated code in `page_gpa`.
+  void NotifyCodeTranslated(uint64_t page_gpa);
 
   struct Impl;
 
