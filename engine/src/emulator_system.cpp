@@ -682,7 +682,9 @@ void SystemEmulator::Impl::DoXsaveFamily() {
       area_bv |= xfeature::kX87;  // explicit init values
     }
   }
-  if (load_mxcsr) std::memcpy(area + 24, &mxcsr, 4);
+  // Compacted form with SSE/AVX requested but in their initial state: MXCSR is initialised.
+  if (load_mxcsr || (compact && (rfbm & (xfeature::kSse | xfeature::kAvx))))
+    std::memcpy(area + 24, &mxcsr, 4);
   if (rfbm & xfeature::kSse) {
     if (xstate_bv & xfeature::kSse) {
       std::memcpy(area + 160, img.data() + 160, 16 * nxmm);
