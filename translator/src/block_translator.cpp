@@ -368,6 +368,9 @@ bool Reencode(const Insn& in, int mem_base, int rsp_subst, Reencoded& out) {
                                                                  in.d.operand_count_visible, &req)))
     return false;
   req.machine_mode = ZYDIS_MACHINE_MODE_LONG_64;
+  // A 16/32-bit guest's address-size hint is meaningless (and invalid) in 64-bit mode: the
+  // only memory operand left is rewritten to a 64-bit base register.
+  req.address_size_hint = ZYDIS_ADDRESS_SIZE_HINT_NONE;
   req.prefixes &=
       ~(ZYDIS_ATTRIB_HAS_SEGMENT_CS | ZYDIS_ATTRIB_HAS_SEGMENT_SS | ZYDIS_ATTRIB_HAS_SEGMENT_DS |
         ZYDIS_ATTRIB_HAS_SEGMENT_ES | ZYDIS_ATTRIB_HAS_SEGMENT_FS | ZYDIS_ATTRIB_HAS_SEGMENT_GS);

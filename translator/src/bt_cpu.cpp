@@ -389,7 +389,57 @@ uint64_t BtCpu::Impl::MemPostPath(uintptr_t ret) {
 BtCpu::BtCpu(GuestMemory& memory, CpuState& state, BtOptions options)
     : impl_(std::make_unique<Impl>(memory, state, options)) {
   Impl* impl = impl_.get();
-  memory.SetCodeWriteObserver([impl](uint64_t page) { impl->InvalidatePage(page); });
+  impl->self = this;
+  impl->peers = {this};
+  memory.SetCodeWriteObserver([this](uint64_t page) { NotifyCodeWrite(page); });
+}
+
+void BtCpu::SetPeers(std::vector<BtCpu*> peers) { impl_->peers = std::move(peers); }
+
+void BtCpu::NotifyCodeWrite(uint64_t page_gpa) {
+  Impl& im = *impl_;
+  if (im.owner_thread == std::this_thread::get_id() ||
+      im.owner_thread == std::thread::id()) {
+    im.InvalidatePage(page_gpa & kPageMask);
+    return;
+  }
+  {
+    std::lock_guard lock(im.remote_mu);
+    im.remote_writes.push_back(page_gpa & kPageMask);
+  }
+  im.remote_pending.store(true);
+  RequestExit();
+}
+
+void BtCpu::NotifyCodeTranslated(uint64_t page_gpa) {
+  Impl& im = *impl_;
+  {
+    std::lock_guard lock(im.remote_mu);
+    im.remote_translated.push_back(page_gpa & kPageMask);
+  }
+  im.remote_pending.store(true);
+  RequestExit();
+}
+
+void BtCpu::Impl::DrainRemote() {
+  if (!remote_pending.exchange(false)) return;
+  std::vector<uint64_t> writes, translated;
+  {
+    std::lock_guard lock(remote_mu);
+    writes.swap(remote_writes);
+    translated.swap(remote_translated);
+  }
+  for (uint64_t page : writes) InvalidatePage(page);
+  for (uint64_t page : translated) FlushSoftTlbForCodePage(page);
+}
+
+void BtCpu::Impl::MarkCode(uint64_t phys_page) {
+  if (!memory.IsCodePage(phys_page)) {
+    for (BtCpu* peer : peers)
+      if (peer != self) peer->NotifyCodeTranslated(phys_page);
+  }
+  memory.MarkCodePage(phys_page);
+  FlushSoftTlbForCodePage(phys_page);
 }
 
 BtCpu::~BtCpu() = default;
@@ -446,8 +496,10 @@ Exit BtCpu::Run(bool single_step) {
   static thread_local uint32_t last_mode_key = 0;
   static thread_local uint64_t last_cs_base = ~0ull;
 
+  im.owner_thread = std::this_thread::get_id();
   Exit exit;
   for (;;) {
+    im.DrainRemote();
     if (__atomic_load_n(&ctx->exit_request, __ATOMIC_RELAXED)) {
       exit.reason = ExitReason::kRequest;
       break;
@@ -508,12 +560,10 @@ Exit BtCpu::Run(bool single_step) {
       im.blocks.emplace(key, block);
       im.blocks_by_host.emplace(reinterpret_cast<uintptr_t>(block->host), block);
       im.blocks_by_page[block->phys_page[0]].push_back(block);
-      im.memory.MarkCodePage(block->phys_page[0]);
-      im.FlushSoftTlbForCodePage(block->phys_page[0]);
+      im.MarkCode(block->phys_page[0]);
       if (block->phys_page[1] != ~0ull) {
         im.blocks_by_page[block->phys_page[1]].push_back(block);
-        im.memory.MarkCodePage(block->phys_page[1]);
-        im.FlushSoftTlbForCodePage(block->phys_page[1]);
+        im.MarkCode(block->phys_page[1]);
       }
     }
     if (block->emulate_only) {
@@ -571,12 +621,10 @@ Exit BtCpu::Run(bool single_step) {
             im.blocks.emplace(tkey, target);
             im.blocks_by_host.emplace(reinterpret_cast<uintptr_t>(target->host), target);
             im.blocks_by_page[target->phys_page[0]].push_back(target);
-            im.memory.MarkCodePage(target->phys_page[0]);
-            im.FlushSoftTlbForCodePage(target->phys_page[0]);
+            im.MarkCode(target->phys_page[0]);
             if (target->phys_page[1] != ~0ull) {
               im.blocks_by_page[target->phys_page[1]].push_back(target);
-              im.memory.MarkCodePage(target->phys_page[1]);
-              im.FlushSoftTlbForCodePage(target->phys_page[1]);
+              im.MarkCode(target->phys_page[1]);
             }
           }
         }

@@ -4,7 +4,10 @@
 #include <Zydis/Zydis.h>
 
 #include <cstdint>
+#include <atomic>
 #include <map>
+#include <mutex>
+#include <thread>
 #include <memory>
 #include <unordered_map>
 #include <vector>
@@ -120,6 +123,19 @@ struct BtCpu::Impl {
   bool current_block_invalidated = false;
 
   ZydisDecoder decoder64, decoder32, decoder16;
+
+  // Multi-vCPU code coherence (see BtCpu::SetPeers).
+  BtCpu* self = nullptr;
+  std::vector<BtCpu*> peers;
+  std::thread::id owner_thread;
+  std::mutex remote_mu;
+  std::vector<uint64_t> remote_writes;      // code pages written by other threads
+  std::vector<uint64_t> remote_translated;  // pages peers translated: drop our write entries
+  std::atomic<bool> remote_pending{false};
+  void DrainRemote();
+  // Records a page as holding translations: marks it in GuestMemory, stops writes to it going
+  // through this vCPU's TLB and tells the peers to do the same.
+  void MarkCode(uint64_t phys_page);
 
   // bt_cpu.cpp
   bt::TransMode CurrentMode() const;
