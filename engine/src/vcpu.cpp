@@ -235,10 +235,15 @@ StopInfo Vcpu::Run(uint64_t max_guest_exits) {
     }
     // After STI / MOV SS exactly one instruction runs before interrupts are looked at again.
     const bool shadow = st.interrupt_shadow;
-    Exit exit = im.bt.Run(shadow);
+    // RFLAGS.TF: run one instruction at a time and trap (#DB, DR6.BS) after each translated
+    // one that completes.
+    const bool trap_flag = (st.rflags & rflags::kTf) != 0;
+    Exit exit = im.bt.Run(shadow || trap_flag);
     EmulationResult result;
+    bool completed = false;
     switch (exit.reason) {
       case ExitReason::kEmulate:
+        // The emulator raises the single-step trap of the instructions it executes itself.
         st.interrupt_shadow = false;
         result = im.emulator.EmulateInstruction();
         im.stats.emulated_instructions++;
@@ -249,8 +254,16 @@ StopInfo Vcpu::Run(uint64_t max_guest_exits) {
         im.stats.exceptions++;
         break;
       case ExitReason::kRequest:
-        if (shadow) st.interrupt_shadow = false;
+        if (shadow && exit.stepped) st.interrupt_shadow = false;
+        completed = exit.stepped;
         break;
+    }
+    if (Finished(result, &stop)) return stop;
+    if (trap_flag && completed && result.outcome == EmulationOutcome::kContinue) {
+      st.dr[6] |= 1ull << 14;  // BS: single step
+      GuestException db;
+      db.vector = kDb;
+      if (Finished(im.emulator.DeliverException(db), &stop)) return stop;
     }
     if (Finished(result, &stop)) return stop;
   }

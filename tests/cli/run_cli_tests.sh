@@ -49,6 +49,48 @@ nasm -f bin -o "$WORK/triple.bin" "$WORK/triple.asm"
 check "triple fault gives status 3" $([ $rc = 3 ] && echo 0 || echo 1)
 check "triple fault is reported" $(grep -qi "triple fault" "$WORK/err"; echo $?)
 
+# RFLAGS.TF: a #DB trap after each instruction while TF is set (6 traps, see the comments).
+cat > "$WORK/trap.asm" <<'ASM'
+bits 32
+org 0x100000
+h: dd 0x1BADB002, 0x00010000, -(0x1BADB002 + 0x00010000), h, h, e, e, s
+s: mov esp, 0x90000
+   mov ax, cs
+   mov [gate + 2], ax
+   mov eax, handler
+   mov [gate], ax
+   shr eax, 16
+   mov [gate + 6], ax
+   lidt [idtr]
+   xor ebx, ebx
+   pushf
+   or dword [esp], 0x100
+   popf                        ; TF was clear at its start: no trap
+   nop                         ; 1
+   nop                         ; 2
+   nop                         ; 3
+   pushf                       ; 4
+   and dword [esp], ~0x100     ; 5
+   popf                        ; 6 (TF was set at its start)
+   mov eax, ebx
+   out 0xF4, al
+   hlt
+handler:
+   inc ebx
+   iret
+align 8
+idt: dq 0
+gate: dw 0, 0
+      db 0, 0x8E
+      dw 0
+idtr: dw 15
+      dd idt
+e:
+ASM
+nasm -f bin -o "$WORK/trap.bin" "$WORK/trap.asm"
+"$ROVE" run --kernel "$WORK/trap.bin" >/dev/null 2>&1; rc=$?
+check "TF single-step traps after each instruction (6 traps: status 13)" $([ $rc = 13 ] && echo 0 || echo "1 (status $rc)")
+
 "$ROVE" run --kernel "$WORK/does-not-exist" >/dev/null 2>"$WORK/err"; rc=$?
 check "missing kernel gives status 2" $([ $rc = 2 ] && echo 0 || echo 1)
 check "missing kernel names the file" $(grep -q "does-not-exist" "$WORK/err"; echo $?)

@@ -600,6 +600,7 @@ Exit BtCpu::Run(bool single_step) {
     }
     if (single_step) {
       exit.reason = ExitReason::kRequest;
+      exit.stepped = true;
       break;
     }
     if (reason == bt::kExitChain) {

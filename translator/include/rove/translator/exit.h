@@ -26,6 +26,8 @@ struct GuestException {
 struct Exit {
   ExitReason reason = ExitReason::kRequest;
   GuestException exception;
+  // Single-step runs: one guest instruction completed (reason kRequest).
+  bool stepped = false;
 };
 
 // What the engine calls when guest state changes in ways that invalidate cached translations
