@@ -452,7 +452,26 @@ void SystemEmulator::Impl::Fetch() {
   LinearAccessMode m{Cpl() == 3, false, false};
   size_t first = static_cast<size_t>(std::min<uint64_t>(avail, kPageSize - (linear & 0xFFF)));
   if (auto pf = lin.Fetch(Paging(), m, linear, bytes, first)) RaisePageFault(*pf);
+  // Decoded-instruction cache: a hit needs the same address, mode and bytes (so rewritten code
+  // is decoded again). Decoding costs far more than the fetch.
+  DecodeCacheEntry& e =
+      decode_cache[(linear ^ (linear >> 9) ^ static_cast<uint64_t>(mode)) & (kDecodeCacheSize - 1)];
+  if (e.length && e.linear == linear && e.mode == mode && e.length <= first &&
+      std::memcmp(e.bytes, bytes, e.length) == 0) {
+    in = e.in;
+    std::memcpy(op, e.op, sizeof(op));
+    next_rip = (s.rip + in.length) & CodeMask();
+    return;
+  }
   ZyanStatus st = ZydisDecoderDecodeFull(&decoders[mode], bytes, first, &in, op);
+  if (ZYAN_SUCCESS(st)) {
+    e.linear = linear;
+    e.mode = static_cast<uint8_t>(mode);
+    e.length = in.length;
+    std::memcpy(e.bytes, bytes, in.length);
+    e.in = in;
+    std::memcpy(e.op, op, sizeof(op));
+  }
   if (st == ZYDIS_STATUS_NO_MORE_DATA && first < avail) {
     uint64_t next = mode == 0 ? linear + first : (linear + first) & 0xFFFFFFFFull;
     if (auto pf = lin.Fetch(Paging(), m, next, bytes + first, avail - first)) RaisePageFault(*pf);

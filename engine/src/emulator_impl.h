@@ -8,6 +8,7 @@
 #include <Zydis/Zydis.h>
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -71,6 +72,18 @@ class SystemEmulator::Impl {
   // MONITOR state.
   bool monitor_armed = false;
   uint64_t monitor_address = 0;
+
+  // ---- decoded-instruction cache (see Fetch) ----
+  static constexpr size_t kDecodeCacheSize = 64;
+  struct DecodeCacheEntry {
+    uint64_t linear = 0;
+    uint8_t mode = 0;
+    uint8_t length = 0;  // 0 = empty
+    uint8_t bytes[15] = {};
+    ZydisDecodedInstruction in{};
+    ZydisDecodedOperand op[ZYDIS_MAX_OPERAND_COUNT]{};
+  };
+  std::unique_ptr<DecodeCacheEntry[]> decode_cache{new DecodeCacheEntry[kDecodeCacheSize]};
 
   // ---- the instruction being emulated ----
   ZydisDecoder decoders[6];

@@ -227,3 +227,28 @@ TEST(CpuModelVendorTest, AmdVendorIsRecognised) {
 
 }  // namespace
 }  // namespace rove::test
+
+namespace rove::test {
+namespace {
+
+TEST_F(SegmentsMiscTest, RewrittenCodeIsDecodedAgain) {
+  SetupLong64();
+  s.gpr[kRax] = 0;
+  ASSERT_TRUE(Run({0x0F, 0xA2}).ok());  // CPUID (now in the decode cache)
+  EXPECT_EQ(s.rip, kCode + 2);
+  s.rip = kCode;
+  clock.now_ns += 77;
+  ASSERT_TRUE(Run({0x0F, 0x31}).ok());  // same address, new bytes: RDTSC
+  EXPECT_EQ(s.gpr[kRax], 77u);
+  // Same bytes, other mode: 0x48 0xCF is IRETQ in 64-bit mode but DEC EAX; IRETD in 32-bit
+  // code. DEC is not an instruction the emulator runs, so it reports #UD.
+  SetupLong64();
+  ASSERT_TRUE(Run({0x48, 0xCF}).ok());  // IRETQ with a zero frame: #GP
+  EXPECT_EQ(s.rip, HandlerFor(kGp));
+  SetupProtected32();
+  ASSERT_TRUE(Run({0x48, 0xCF}).ok());
+  EXPECT_EQ(s.rip, HandlerFor(kUd));
+}
+
+}  // namespace
+}  // namespace rove::test
