@@ -90,6 +90,12 @@ int main(int argc, char** argv) {
                  s.cpu.blocks_translated, s.cpu.instructions_translated, s.cpu.code_flushes,
                  s.cpu.emulated_instructions, s.cpu.exceptions, s.cpu.interrupts, s.cpu.tlb_misses,
                  s.unclaimed_pio, s.unclaimed_mmio);
+      std::string kinds;
+      for (size_t i = 0; i < s.emulated_by_kind.size() && i < 12; ++i)
+        kinds += fmt::format("{}{} {}", i ? ", " : "", s.emulated_by_kind[i].first,
+                             s.emulated_by_kind[i].second);
+      fmt::print(stderr, "stats: emulator exits by instruction: {}\n",
+                 kinds.empty() ? "none" : kinds);
     }
     switch (result.reason) {
       case rove::MachineStopReason::kPowerOff:

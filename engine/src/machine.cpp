@@ -2,8 +2,10 @@
 // and one host thread per vCPU.
 #include "rove/engine/machine.h"
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <map>
 #include <mutex>
 #include <stdexcept>
 #include <thread>
@@ -301,6 +303,12 @@ MachineStats Machine::stats() const {
     s.cpu.exceptions += c.exceptions;
     s.cpu.interrupts += c.interrupts;
   }
+  std::map<std::string, uint64_t> by_kind;
+  for (const auto& v : impl_->vcpus)
+    for (const auto& [name, count] : v->EmulatedProfile(1000)) by_kind[name] += count;
+  s.emulated_by_kind.assign(by_kind.begin(), by_kind.end());
+  std::sort(s.emulated_by_kind.begin(), s.emulated_by_kind.end(),
+            [](const auto& a, const auto& b) { return a.second > b.second; });
   s.unclaimed_pio = impl_->pio.unclaimed_reads() + impl_->pio.unclaimed_writes();
   s.unclaimed_mmio = impl_->mmio.unclaimed_reads() + impl_->mmio.unclaimed_writes();
   return s;

@@ -183,6 +183,10 @@ const VcpuStats& Vcpu::stats() const {
   return impl_->stats;
 }
 
+std::vector<std::pair<std::string, uint64_t>> Vcpu::EmulatedProfile(size_t top_n) const {
+  return impl_->emulator.EmulatedProfile(top_n);
+}
+
 uint64_t Vcpu::ReadTsc() const {
   return impl_->clock.ReadTsc(impl_->state);
 }

@@ -6,6 +6,8 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "rove/engine/vcpu.h"
 
@@ -40,6 +42,8 @@ struct MachineStats {
   VcpuStats cpu;  // summed over vCPUs
   uint64_t unclaimed_pio = 0;
   uint64_t unclaimed_mmio = 0;
+  // Exits to the emulator by instruction, most frequent first (summed over vCPUs).
+  std::vector<std::pair<std::string, uint64_t>> emulated_by_kind;
 };
 
 class Machine {

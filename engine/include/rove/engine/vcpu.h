@@ -74,6 +74,8 @@ class Vcpu {
   // INIT (reset to the wait-for-SIPI state) or SIPI (start in real mode at vector * 0x1000).
   void Startup(bool init, uint8_t vector);
   const VcpuStats& stats() const;
+  // The most often emulated instructions (mnemonic, count), most frequent first.
+  std::vector<std::pair<std::string, uint64_t>> EmulatedProfile(size_t top_n) const;
   // The guest's current TSC value (as RDTSC would return it now).
   uint64_t ReadTsc() const;
   uint64_t tsc_hz() const;
