@@ -13,6 +13,34 @@ namespace {
 
 constexpr uint64_t kFlagBits = 0xFFF;  // ZYDIS_CPUFLAG_* below bit 12 are RFLAGS positions
 
+}  // namespace
+
+bool ShiftCountMayBeZero(const ZydisDecodedInstruction& insn, const ZydisDecodedOperand* ops) {
+  switch (insn.mnemonic) {
+    case ZYDIS_MNEMONIC_SHL:
+    case ZYDIS_MNEMONIC_SHR:
+    case ZYDIS_MNEMONIC_SAR:
+    case ZYDIS_MNEMONIC_ROL:
+    case ZYDIS_MNEMONIC_ROR:
+    case ZYDIS_MNEMONIC_RCL:
+    case ZYDIS_MNEMONIC_RCR:
+    case ZYDIS_MNEMONIC_SHLD:
+    case ZYDIS_MNEMONIC_SHRD:
+      break;
+    default:
+      return false;
+  }
+  const ZydisDecodedOperand& count = ops[insn.operand_count_visible - 1];
+  if (count.type == ZYDIS_OPERAND_TYPE_REGISTER) return true;
+  if (count.type == ZYDIS_OPERAND_TYPE_IMMEDIATE) {
+    const uint64_t mask = insn.operand_width == 64 ? 0x3F : 0x1F;
+    return (count.imm.value.u & mask) == 0;
+  }
+  return false;
+}
+
+namespace {
+
 struct Decoded {
   uint32_t offset = 0;
   uint32_t length = 0;
@@ -40,6 +68,9 @@ bool Decode(const std::vector<uint8_t>& code, std::vector<Decoded>* out) {
       const ZydisAccessedFlags& f = *insn.cpu_flags;
       d.undefined = f.undefined & kFlagBits;
       d.defined_writes = (f.modified | f.set_0 | f.set_1) & kFlagBits & ~d.undefined;
+      // A shift or rotate by zero leaves RFLAGS alone: with a CL count (unknown here) or an
+      // immediate count that masks to zero, flags undefined before stay undefined.
+      if (ShiftCountMayBeZero(insn, ops)) d.defined_writes = 0;
     }
     const uint64_t next = offset + insn.length;
     switch (insn.meta.category) {

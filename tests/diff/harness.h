@@ -12,6 +12,8 @@
 // virtual address followed by HLT, and the same data at the same virtual address.
 #pragma once
 
+#include <Zydis/Zydis.h>
+
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -77,7 +79,7 @@ Outcome RunNative(const DiffInput& input);
 struct RoveRunOptions {
   uint64_t max_exits = 1u << 20;
   unsigned timeout_ms = 20000;  // watchdog: RequestStop() after this
-  // Run in a forked child so an engine crash fails the case instead of the process.
+  // Run in a worker process so an engine crash fails the case instead of the process.
   bool isolate = false;
 };
 Outcome RunRove(const DiffInput& input, const RoveRunOptions& options = {});
@@ -94,6 +96,9 @@ struct SequenceInfo {
   bool decode_error = false;
 };
 SequenceInfo AnalyzeSequence(const std::vector<uint8_t>& code);
+// True for a shift/rotate whose count may be zero (CL, or an immediate that masks to 0): such an
+// instruction may leave RFLAGS unchanged, so it does not make undefined flags defined.
+bool ShiftCountMayBeZero(const ZydisDecodedInstruction& insn, const ZydisDecodedOperand* ops);
 // Index of the instruction starting at code offset `offset`, or -1.
 int InstructionIndexAt(const SequenceInfo& info, uint64_t offset);
 // Intel-syntax listing with offsets, one instruction per line.

@@ -10,6 +10,7 @@ namespace rove::difftest {
 struct KnownFailures {
   std::set<std::string> cases;      // "<family>.<case>"
   std::set<std::string> mnemonics;  // upper-case Zydis mnemonic names
+  std::set<std::string> generator;  // random-generator features turned off
 };
 
 const KnownFailures& GetKnownFailures();

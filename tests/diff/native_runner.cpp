@@ -1,10 +1,12 @@
-// Native half of the differential harness: runs a sequence on the host CPU in a forked child.
+// Native half of the differential harness: runs a sequence on the host CPU in a forked worker
+// process (one for many cases; a new one if it dies).
 //
 // The parent maps three MAP_SHARED regions at fixed addresses once (data at kDataVa, code at
-// kCodeVa, and a context block at kCtxVa) so the child writes its results where the parent can
-// read them. The trampolines below address the context block with absolute 32-bit addresses, so
-// they need no free register: on entry every GPR is loaded from it, on exit every GPR is stored
-// into it before anything else happens.
+// kCodeVa, and a context block at kCtxVa) so the worker writes its results where the parent can
+// read them. A guest fault is caught by a signal handler on an alternate stack, which records the
+// state and resumes the worker at a recovery trampoline. The trampolines below address the context
+// block with absolute 32-bit addresses, so they need no free register: on entry every GPR is loaded
+// from it, on exit every GPR is stored into it before anything else happens.
 #include <fmt/format.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -17,6 +19,7 @@
 #include <cstring>
 #include <string>
 
+#include "../support/worker_process.h"
 #include "harness.h"
 
 namespace rove::difftest {
@@ -62,13 +65,13 @@ static_assert(sizeof(NativeCtx) <= kAltStackOffset);
 
 constexpr uint64_t kStatusCompleted = 1;
 constexpr uint64_t kStatusFault = 2;
-constexpr uint64_t kStatusTimeout = 3;
 
 }  // namespace
 }  // namespace rove::difftest
 
 extern "C" void rove_diff_native_enter();
 extern "C" void rove_diff_native_exit();
+extern "C" void rove_diff_native_recover();
 
 // clang-format off
 asm(R"(
@@ -83,6 +86,8 @@ rove_diff_native_enter:
   push %r14
   push %r15
   mov %rsp, 0x30000090
+  xor %eax, %eax
+  cpuid                      # serialize: the parent may just have written new code
   mov 0x300000A8, %eax
   mov 0x300000AC, %edx
   xrstor64 0x30001000
@@ -145,6 +150,25 @@ rove_diff_native_exit:
   pop %rbx
   ret
   .size rove_diff_native_exit, . - rove_diff_native_exit
+
+  # Where the fault handler sends the thread after recording a guest fault: back onto the host
+  # stack saved on entry, with a sane FP environment, returning from rove_diff_native_enter.
+  .globl rove_diff_native_recover
+  .type rove_diff_native_recover, @function
+rove_diff_native_recover:
+  mov 0x30000090, %rsp
+  cld
+  fninit
+  ldmxcsr 0x300000B0
+  vzeroupper
+  pop %r15
+  pop %r14
+  pop %r13
+  pop %r12
+  pop %rbp
+  pop %rbx
+  ret
+  .size rove_diff_native_recover, . - rove_diff_native_recover
 )");
 // clang-format on
 
@@ -180,16 +204,13 @@ constexpr int kGregOfGpr[16] = {REG_RAX, REG_RCX, REG_RDX, REG_RBX, REG_RSP, REG
                                 REG_R14, REG_R15};
 // clang-format on
 
-// Runs on the alternate stack in the child: records the faulting state and exits.
+// Runs on the alternate stack in the worker: records the faulting state, then returns into
+// rove_diff_native_recover, which unwinds to the caller of rove_diff_native_enter.
 __attribute__((no_sanitize("address", "undefined"))) void FaultHandler(int sig, siginfo_t* si,
                                                                        void* uc_void) {
   NativeCtx* c = Ctx();
   auto* uc = static_cast<ucontext_t*>(uc_void);
-  if (sig == SIGALRM) {
-    c->status = kStatusTimeout;
-    _exit(0);
-  }
-  const greg_t* g = uc->uc_mcontext.gregs;
+  greg_t* g = uc->uc_mcontext.gregs;
   for (int i = 0; i < 16; ++i) c->out_gpr[i] = static_cast<uint64_t>(g[kGregOfGpr[i]]);
   c->out_rip = static_cast<uint64_t>(g[REG_RIP]);
   c->out_rflags = static_cast<uint64_t>(g[REG_EFL]);
@@ -212,27 +233,36 @@ __attribute__((no_sanitize("address", "undefined"))) void FaultHandler(int sig, 
     if (n == 512) out[testing::kXstateBvOffset] = 3;
   }
   c->status = kStatusFault;
-  _exit(0);
+  g[REG_RIP] = reinterpret_cast<greg_t>(&rove_diff_native_recover);
+  g[REG_EFL] &= ~static_cast<greg_t>(rflags::kTf | rflags::kAc | rflags::kDf);
 }
 
-[[noreturn]] void ChildMain() {
-  if (mprotect(reinterpret_cast<void*>(kCodeVa), kCodeSize, PROT_READ | PROT_EXEC) != 0) {
-    _exit(10);
+// Runs in the worker process for each case.
+void RunCaseInWorker(void*) {
+  static bool initialized = false;
+  if (!initialized) {
+    if (mprotect(reinterpret_cast<void*>(kCodeVa), kCodeSize, PROT_READ | PROT_EXEC) != 0) {
+      _exit(10);
+    }
+    stack_t ss{};
+    ss.ss_sp = reinterpret_cast<void*>(kCtxVa + kAltStackOffset);
+    ss.ss_size = kAltStackSize;
+    if (sigaltstack(&ss, nullptr) != 0) _exit(11);
+    struct sigaction sa {};
+    sa.sa_sigaction = FaultHandler;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    sigfillset(&sa.sa_mask);
+    for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP}) {
+      if (sigaction(sig, &sa, nullptr) != 0) _exit(12);
+    }
+    initialized = true;
   }
-  stack_t ss{};
-  ss.ss_sp = reinterpret_cast<void*>(kCtxVa + kAltStackOffset);
-  ss.ss_size = kAltStackSize;
-  if (sigaltstack(&ss, nullptr) != 0) _exit(11);
-  struct sigaction sa {};
-  sa.sa_sigaction = FaultHandler;
-  sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
-  sigfillset(&sa.sa_mask);
-  for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGALRM}) {
-    if (sigaction(sig, &sa, nullptr) != 0) _exit(12);
-  }
-  alarm(60);  // generous: the machine may be loaded; sequences take microseconds
   rove_diff_native_enter();
-  _exit(0);
+}
+
+testing::WorkerProcess& NativeWorker() {
+  static testing::WorkerProcess worker(64, RunCaseInWorker);
+  return worker;
 }
 
 const uint8_t kUd2Fill[2] = {0x0F, 0x0B};
@@ -272,23 +302,9 @@ Outcome RunNative(const DiffInput& input) {
   // XRSTOR faults on a malformed header; keep XCOMP_BV and the reserved header bytes clear.
   std::memset(c->in_xsave + testing::kXcompBvOffset, 0, 64 - 8);
 
-  const pid_t pid = fork();
-  if (pid < 0) {
-    out.failure = std::string("fork failed: ") + std::strerror(errno);
-    return out;
-  }
-  if (pid == 0) ChildMain();
-  int status = 0;
-  while (waitpid(pid, &status, 0) < 0) {
-    if (errno != EINTR) {
-      out.failure = std::string("waitpid failed: ") + std::strerror(errno);
-      return out;
-    }
-  }
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    out.failure = "native child died: " + (WIFSIGNALED(status)
-                                               ? "signal " + std::to_string(WTERMSIG(status))
-                                               : "exit " + std::to_string(WEXITSTATUS(status)));
+  const std::string worker_error = NativeWorker().Call(60000);
+  if (!worker_error.empty()) {
+    out.failure = "native worker: " + worker_error;
     return out;
   }
   switch (c->status) {
@@ -308,9 +324,6 @@ Outcome RunNative(const DiffInput& input) {
                                   c->signo, c->out_rip);
       }
       break;
-    case kStatusTimeout:
-      out.failure = "native run timed out";
-      return out;
     default:
       out.failure = "native child exited without reporting";
       return out;

@@ -2,6 +2,7 @@
 //
 //   ROVE_DIFF_SEED=<n>    seed (default: from the clock; always printed)
 //   ROVE_DIFF_COUNT=<n>   number of sequences (default 2000)
+//   ROVE_DIFF_FIRST=<i>   start at sequence i (default 0)
 //   ROVE_DIFF_INDEX=<i>   run only sequence i of the seed and print it
 //   ROVE_DIFF_VERBOSE=1   print every sequence's outcome
 #include <gtest/gtest.h>
@@ -82,7 +83,7 @@ TEST(RandomSequences, NativeAndRoveAgree) {
   options.isolate = std::getenv("ROVE_DIFF_NO_ISOLATE") == nullptr;
   const bool verbose = std::getenv("ROVE_DIFF_VERBOSE") != nullptr;
   const char* only = std::getenv("ROVE_DIFF_INDEX");
-  uint64_t first = 0, count = EnvU64("ROVE_DIFF_COUNT", 2000);
+  uint64_t first = EnvU64("ROVE_DIFF_FIRST", 0), count = EnvU64("ROVE_DIFF_COUNT", 2000);
   if (only && *only) {
     first = std::strtoull(only, nullptr, 0);
     count = 1;

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "../support/run_support.h"
+#include "../support/worker_process.h"
 #include "harness.h"
 
 #if ROVE_TESTS_HAVE_VCPU
@@ -82,6 +83,50 @@ Outcome RunRoveInProcess(const DiffInput& input, const RoveRunOptions& options) 
   return out;
 }
 
+// Request and reply of the rove worker process.
+struct RoveShared {
+  MachineState init;
+  uint64_t ignore_flags;
+  uint32_t code_size;
+  RoveRunOptions options;
+  uint8_t code[kCodeSize];
+  uint8_t data[kDataSize];
+  // Reply.
+  MachineState state;
+  uint8_t out_data[kDataSize];
+  uint8_t exception, vector;
+  uint64_t error_code;
+  char failure[2048];
+  char stop_message[2048];
+};
+
+void RunCaseInWorker(void* buf) {
+  auto* sh = static_cast<RoveShared*>(buf);
+  DiffInput in;
+  in.init = sh->init;
+  in.ignore_flags = sh->ignore_flags;
+  in.code.assign(sh->code, sh->code + sh->code_size);
+  in.data.assign(sh->data, sh->data + kDataSize);
+  Outcome o;
+  try {
+    o = RunRoveInProcess(in, sh->options);
+  } catch (const std::exception& e) {
+    o.failure = std::string("exception from the engine: ") + e.what();
+  }
+  sh->state = o.state;
+  if (o.data.size() == kDataSize) std::memcpy(sh->out_data, o.data.data(), kDataSize);
+  std::snprintf(sh->failure, sizeof(sh->failure), "%s", o.failure.c_str());
+  std::snprintf(sh->stop_message, sizeof(sh->stop_message), "%s", o.stop_message.c_str());
+  sh->exception = o.exception;
+  sh->vector = o.vector;
+  sh->error_code = o.error_code;
+}
+
+testing::WorkerProcess& RoveWorker() {
+  static testing::WorkerProcess worker(sizeof(RoveShared), RunCaseInWorker);
+  return worker;
+}
+
 }  // namespace
 
 Outcome RunRove(const DiffInput& input, const RoveRunOptions& options) {
@@ -94,46 +139,33 @@ Outcome RunRove(const DiffInput& input, const RoveRunOptions& options) {
       return out;
     }
   }
-  // Isolated: the child sends the outcome back through a shared mapping.
-  struct Shared {
-    MachineState state;
-    uint8_t data[kDataSize];
-    char failure[2048];
-    char stop_message[2048];
-    uint8_t exception, vector;
-    uint64_t error_code;
-  };
+  // Isolated: in the worker process, so that an engine crash fails this case only.
   Outcome out;
-  const std::string child_error = testing::RunInChild(
-      sizeof(Shared),
-      [&](void* buf) {
-        auto* sh = static_cast<Shared*>(buf);
-        Outcome o;
-        try {
-          o = RunRoveInProcess(input, options);
-        } catch (const std::exception& e) {
-          o.failure = std::string("exception from the engine: ") + e.what();
-        }
-        sh->state = o.state;
-        if (o.data.size() == kDataSize) std::memcpy(sh->data, o.data.data(), kDataSize);
-        std::snprintf(sh->failure, sizeof(sh->failure), "%s", o.failure.c_str());
-        std::snprintf(sh->stop_message, sizeof(sh->stop_message), "%s", o.stop_message.c_str());
-        sh->exception = o.exception;
-        sh->vector = o.vector;
-        sh->error_code = o.error_code;
-      },
-      [&](const void* buf) {
-        const auto* sh = static_cast<const Shared*>(buf);
-        out.state = sh->state;
-        out.data.assign(sh->data, sh->data + kDataSize);
-        out.failure = sh->failure;
-        out.stop_message = sh->stop_message;
-        out.exception = sh->exception;
-        out.vector = sh->vector;
-        out.error_code = sh->error_code;
-      },
-      options.timeout_ms + 5000);
-  if (!child_error.empty()) out.failure = "rove child: " + child_error;
+  testing::WorkerProcess& worker = RoveWorker();
+  auto* sh = static_cast<RoveShared*>(worker.shared());
+  if (!sh || input.code.size() > kMaxSequenceBytes || input.data.size() != kDataSize) {
+    out.failure = "bad input or no shared memory";
+    return out;
+  }
+  sh->init = input.init;
+  sh->ignore_flags = input.ignore_flags;
+  sh->code_size = static_cast<uint32_t>(input.code.size());
+  sh->options = options;
+  if (!input.code.empty()) std::memcpy(sh->code, input.code.data(), input.code.size());
+  std::memcpy(sh->data, input.data.data(), kDataSize);
+  sh->failure[0] = sh->stop_message[0] = 0;
+  const std::string err = worker.Call(options.timeout_ms + 10000);
+  if (!err.empty()) {
+    out.failure = "rove worker: " + err;
+    return out;
+  }
+  out.state = sh->state;
+  out.data.assign(sh->out_data, sh->out_data + kDataSize);
+  out.failure = sh->failure;
+  out.stop_message = sh->stop_message;
+  out.exception = sh->exception;
+  out.vector = sh->vector;
+  out.error_code = sh->error_code;
   return out;
 }
 

@@ -116,6 +116,12 @@ CASE flags_at_pf_cmp_mem
   mov rcx, UNMAPPED
   SETFLAGS FLAGS_SET
   cmp [rcx], eax
+CASE vex_aligned_store_riprel
+  vmovaps [DATA(0xFF3)], xmm4
+CASE vex_aligned_load_riprel
+  vmovdqa ymm5, [DATA(0xFF0)]
+CASE evex_aligned_store_riprel
+  vmovdqa64 [DATA(0xFE8)], zmm6
 CASE sse_alignment_pxor
   pxor xmm1, [DATA(0x801)]
 CASE avx_no_alignment_needed
