@@ -1,7 +1,7 @@
 // Randomly generated sequences, run natively and under rove.
 //
 //   ROVE_DIFF_SEED=<n>    seed (default: from the clock; always printed)
-//   ROVE_DIFF_COUNT=<n>   number of sequences (default 2000)
+//   ROVE_DIFF_COUNT=<n>   number of sequences (default 5000)
 //   ROVE_DIFF_FIRST=<i>   start at sequence i (default 0)
 //   ROVE_DIFF_INDEX=<i>   run only sequence i of the seed and print it
 //   ROVE_DIFF_VERBOSE=1   print every sequence's outcome
@@ -43,7 +43,7 @@ TEST(RandomSequences, GeneratorProducesValidSequences) {
   const uint64_t seed = Seed();
   std::printf("ROVE_DIFF_SEED=%llu\n", static_cast<unsigned long long>(seed));
   SequenceGenerator gen(seed);
-  const uint64_t count = std::min<uint64_t>(EnvU64("ROVE_DIFF_COUNT", 2000), 500);
+  const uint64_t count = std::min<uint64_t>(EnvU64("ROVE_DIFF_COUNT", 5000), 500);
   uint64_t completed = 0, instructions = 0;
   std::map<int, uint64_t> vectors;
   for (uint64_t i = 0; i < count; ++i) {
@@ -83,7 +83,7 @@ TEST(RandomSequences, NativeAndRoveAgree) {
   options.isolate = std::getenv("ROVE_DIFF_NO_ISOLATE") == nullptr;
   const bool verbose = std::getenv("ROVE_DIFF_VERBOSE") != nullptr;
   const char* only = std::getenv("ROVE_DIFF_INDEX");
-  uint64_t first = EnvU64("ROVE_DIFF_FIRST", 0), count = EnvU64("ROVE_DIFF_COUNT", 2000);
+  uint64_t first = EnvU64("ROVE_DIFF_FIRST", 0), count = EnvU64("ROVE_DIFF_COUNT", 5000);
   if (only && *only) {
     first = std::strtoull(only, nullptr, 0);
     count = 1;

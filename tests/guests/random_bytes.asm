@@ -14,6 +14,7 @@
 %define RANDOM_SIZE 0x1000
 %define USER_DATA 0x280000        ; user stack area: 0x280000..0x2FFFFF
 %define TARGET_EXCEPTIONS 200
+%define NEW_PD 0x5000
 
 %define FAIL_KERNEL_FAULT 0xB1
 
@@ -22,12 +23,15 @@ main64:
   call puts64
   ; Address space: 0-2 MiB supervisor only (kernel), 2-4 MiB user (random code + user data),
   ; everything else not present.
-  mov rdi, PD_ADDR
+  ; The new page directory is built aside and switched in with one PDPT store, so that the
+  ; code running here stays mapped at every moment (no reliance on cached translations).
+  mov rdi, NEW_PD
   mov ecx, 512
   xor eax, eax
   rep stosq
-  mov qword [PD_ADDR], 0x83                ; 0-2 MiB: present, writable, supervisor
-  mov qword [PD_ADDR + 8], 0x200000 | 0x87 ; 2-4 MiB: present, writable, user
+  mov qword [NEW_PD], 0x83                 ; 0-2 MiB: present, writable, supervisor
+  mov qword [NEW_PD + 8], 0x200000 | 0x87  ; 2-4 MiB: present, writable, user
+  mov qword [PDPT_ADDR], NEW_PD | 7
   mov rax, cr3
   mov cr3, rax
   ; Random bytes to RANDOM_ADDR.

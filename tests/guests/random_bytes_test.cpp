@@ -12,7 +12,7 @@
 // (page tables, GDT, IDT, TSS) and the control registers must come out unchanged.
 //
 // Every run happens in a forked child, so a crash names its seed. ROVE_RANDOM_SEEDS=<n> changes
-// the number of seeds (default 40 for the guest, 150 per privilege level for the direct runs);
+// the number of seeds (default 24 for the guest, 150 per privilege level for the direct runs);
 // ROVE_RANDOM_SEED_BASE=<n> the first seed.
 #include <gtest/gtest.h>
 
@@ -59,7 +59,7 @@ TEST(RandomBytesGuest, ManySeedsNeverCrash) {
   const size_t block = marker + sizeof(kMarker) - 1;
   ASSERT_LE(block + kRandomBlock, image.size());
 
-  const uint64_t seeds = EnvU64("ROVE_RANDOM_SEEDS", 40);
+  const uint64_t seeds = EnvU64("ROVE_RANDOM_SEEDS", 24);
   const uint64_t base = EnvU64("ROVE_RANDOM_SEED_BASE", 1);
   int passed = 0, looped = 0;
   for (uint64_t seed = base; seed < base + seeds; ++seed) {
@@ -76,7 +76,7 @@ TEST(RandomBytesGuest, ManySeedsNeverCrash) {
         sizeof(Shared),
         [&](void* buf) {
           GuestOptions options;
-          options.timeout_ms = 5000;
+          options.timeout_ms = 3000;
           const GuestResult r = RunGuestImage(img, options);
           auto* sh = static_cast<Shared*>(buf);
           sh->exited = r.exited;

@@ -19,8 +19,10 @@ namespace {
 // Parent-side pipe ends of every worker: a new child closes the other workers' ends, otherwise
 // two children would keep each other's request pipes open and never see end-of-file.
 std::vector<int>& OpenWorkerFds() {
-  static std::vector<int> fds;
-  return fds;
+  // Never destroyed: workers held in function-local statics stop during exit, possibly after
+  // a static vector here would have been destroyed.
+  static auto* fds = new std::vector<int>;
+  return *fds;
 }
 
 void Forget(int fd) {
