@@ -48,6 +48,7 @@ class Rng {
 //   xm ym vm vhm vqm    vector register or memory of that size
 //   b                   vm, or (EVEX) an element broadcast from memory
 //   k kw                opmask register / writemask (k0-k7, maybe zeroing)
+//   st0 sti             x87 ST(0) / a random ST(i)
 //   one                 the immediate 1
 
 enum EntryFlags : uint32_t {
@@ -130,6 +131,19 @@ const Entry kTable[] = {
     {M(MOVBE), "g m|m g", kSizes16Up, 1},
     {M(CRC32), "g32 e8|g32 e16|g32 e32|g64 e8|g64 e64", 0, 1},
     {M(ADCX), "g e", kSizes32Up, 1}, {M(ADOX), "g e", kSizes32Up, 1},
+    // Locked 8/16-byte compare-exchange.
+    {M(CMPXCHG8B), "m64", kLockable, 1}, {M(CMPXCHG16B), "m128", kLockable | kAligned, 1},
+    // x87 (all exceptions masked: results are NaNs and flags in FSW, never faults).
+    {M(FLD), "m32|m64|sti", 0, 2}, {M(FILD), "m16|m32|m64", 0, 1},
+    {M(FSTP), "m32|m64|sti", 0, 2}, {M(FST), "m32|m64", 0, 1},
+    {M(FISTP), "m16|m32|m64", 0, 1}, {M(FXCH), "sti", 0, 1},
+    {M(FADD), "st0 sti|sti st0|m32|m64", 0, 1}, {M(FMUL), "st0 sti|sti st0|m32|m64", 0, 1},
+    {M(FSUB), "st0 sti|m64", 0, 1}, {M(FDIVR), "st0 sti|m32", 0, 1},
+    {M(FLDZ), "", 0, 1}, {M(FLD1), "", 0, 1}, {M(FLDPI), "", 0, 1},
+    {M(FCHS), "", 0, 1}, {M(FABS), "", 0, 1}, {M(FSQRT), "", 0, 1},
+    {M(FRNDINT), "", 0, 1}, {M(FCOMI), "st0 sti", 0, 1}, {M(FUCOMIP), "st0 sti", 0, 1},
+    {M(FCMOVB), "st0 sti", 0, 1}, {M(FCMOVNE), "st0 sti", 0, 1},
+    {M(FNSTSW), "m16", 0, 1},
     // BMI1/BMI2.
     {M(ANDN), "g g e", kSizes32Up, 1}, {M(BEXTR), "g e g", kSizes32Up, 1},
     {M(BLSI), "g e", kSizes32Up, 1}, {M(BLSMSK), "g e", kSizes32Up, 1},
@@ -814,6 +828,10 @@ bool Builder::AddTableInstruction(bool allow_stack_ops) {
         } else {
           vec_mem(bytes);
         }
+      } else if (t == "st0") {
+        op = RegOp(ZYDIS_REGISTER_ST0);
+      } else if (t == "sti") {
+        op = RegOp(static_cast<ZydisRegister>(ZYDIS_REGISTER_ST0 + rng_.Below(8)));
       } else if (t == "k") {
         op = RegOp(static_cast<ZydisRegister>(ZYDIS_REGISTER_K0 + rng_.Below(8)));
       } else if (t == "kw") {
