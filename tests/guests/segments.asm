@@ -90,17 +90,10 @@ pm32:
   cmp dword [es:0xFFFC], 0x01020304        ; last dword inside the limit
   CHECK e, FAIL_DATA_BASE
 
-  ; 2. Beyond the limit: #GP(0), resumed after the instruction.
-  mov dword [gp_resume], .after_gp1
-  mov dword [gp_count], 0
-  mov eax, [es:0xFFFE]                     ; crosses the limit
-.after_gp1:
-  cmp dword [gp_count], 1
-  CHECK e, FAIL_LIMIT_GP
   mov ax, SEL_DATA
   mov es, ax
 
-  ; 3. Far call into 32-bit code with base 0x20000.
+  ; 2. Far call into 32-bit code with base 0x20000.
   mov ebx, 5
   call SEL_CODE32_B:0
   cmp eax, 5 * 3 + 0x1234
@@ -108,7 +101,7 @@ pm32:
   cmp ecx, 0xC0DE
   CHECK e, FAIL_CODE_READ
 
-  ; 4. Stack segment with base 0x70000.
+  ; 3. Stack segment with base 0x70000.
   mov edx, esp
   mov ax, SEL_STACK_B
   mov ss, ax
@@ -124,7 +117,8 @@ pm32:
   cmp bx, 0xABCD
   CHECK e, FAIL_STACK_BASE
 
-  ; 5. Far call into 16-bit protected-mode code with base 0x40000 (and its own #GP).
+  ; 4. Far call into 16-bit protected-mode code with base 0x40000 (which also reads beyond its
+  ;    data segment's limit: checked below).
   mov dword [gp_count], 0
   call SEL_CODE16_B:0
   cmp eax, 0x600D
@@ -133,8 +127,23 @@ pm32:
   CHECK e, FAIL_FAR16
   cmp dword [DATA16_BASE + 0x40], 0x11223344
   CHECK e, FAIL_FAR16
+  mov esi, msg_bases
+  call puts32
+
+  ; 5. Limits (checked last, so that a failure here says the rest held): the 16-bit code above
+  ;    read beyond its 0xFFF limit, and a dword read crossing a 0xFFFF limit.
   cmp dword [gp_count], 1
   CHECK e, FAIL_LIMIT16_GP
+  mov ax, SEL_DATA_B
+  mov es, ax
+  mov dword [gp_resume], .after_gp1
+  mov dword [gp_count], 0
+  mov eax, [es:0xFFFE]                     ; crosses the limit
+.after_gp1:
+  cmp dword [gp_count], 1
+  CHECK e, FAIL_LIMIT_GP
+  mov ax, SEL_DATA
+  mov es, ax
 
   mov esi, msg_done
   call puts32
@@ -212,6 +221,7 @@ section .text
 bits 32
 
 msg_start: db "segments: protected mode with based segments", 10, 0
+msg_bases: db "segments: bases, far calls and 16-bit code held", 10, 0
 msg_done: db "segments: every base and limit held", 10, 0
 align 4
 gp_resume: dd 0
