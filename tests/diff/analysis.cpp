@@ -50,9 +50,13 @@ struct Decoded {
   int64_t target = -1;  // code offset of a direct branch target
 };
 
-bool Decode(const std::vector<uint8_t>& code, std::vector<Decoded>* out) {
+bool Decode(const std::vector<uint8_t>& code, bool compat32, std::vector<Decoded>* out) {
   ZydisDecoder decoder;
-  ZydisDecoderInit(&decoder, ZYDIS_MACHINE_MODE_LONG_64, ZYDIS_STACK_WIDTH_64);
+  if (compat32) {
+    ZydisDecoderInit(&decoder, ZYDIS_MACHINE_MODE_LONG_COMPAT_32, ZYDIS_STACK_WIDTH_32);
+  } else {
+    ZydisDecoderInit(&decoder, ZYDIS_MACHINE_MODE_LONG_64, ZYDIS_STACK_WIDTH_64);
+  }
   size_t offset = 0;
   while (offset < code.size()) {
     ZydisDecodedInstruction insn;
@@ -110,10 +114,10 @@ bool Decode(const std::vector<uint8_t>& code, std::vector<Decoded>* out) {
 
 }  // namespace
 
-SequenceInfo AnalyzeSequence(const std::vector<uint8_t>& code) {
+SequenceInfo AnalyzeSequence(const std::vector<uint8_t>& code, bool compat32) {
   SequenceInfo info;
   std::vector<Decoded> insns;
-  if (!Decode(code, &insns)) {
+  if (!Decode(code, compat32, &insns)) {
     info.decode_error = true;
     info.undefined_flags = rflags::kArith;
   }
@@ -185,14 +189,15 @@ int InstructionIndexAt(const SequenceInfo& info, uint64_t offset) {
   return -1;
 }
 
-std::string Disassemble(const std::vector<uint8_t>& code) {
+std::string Disassemble(const std::vector<uint8_t>& code, bool compat32) {
   std::string text;
   size_t offset = 0;
   int index = 0;
   while (offset < code.size()) {
     ZydisDisassembledInstruction insn;
-    if (!ZYAN_SUCCESS(ZydisDisassembleIntel(ZYDIS_MACHINE_MODE_LONG_64, kCodeVa + offset,
-                                            code.data() + offset, code.size() - offset, &insn))) {
+    if (!ZYAN_SUCCESS(ZydisDisassembleIntel(
+            compat32 ? ZYDIS_MACHINE_MODE_LONG_COMPAT_32 : ZYDIS_MACHINE_MODE_LONG_64,
+            kCodeVa + offset, code.data() + offset, code.size() - offset, &insn))) {
       text += fmt::format("  {:4} +{:04x}  {:02x}{:<28} (undecodable)\n", index, offset,
                           code[offset], "");
       ++offset;

@@ -32,6 +32,7 @@ struct Case {
   std::string name;
   std::vector<uint8_t> code;
   uint32_t ignore_flags = 0;
+  bool compat32 = false;
 };
 
 std::vector<CaseFile> ListFamilies() {
@@ -64,12 +65,14 @@ std::string LoadCases(const std::string& path, std::vector<Case>* cases) {
   const std::vector<uint8_t> bin((std::istreambuf_iterator<char>(f)), {});
   if (bin.size() < 64 || U32(bin, 0) != 0x46464944) return path + ": not a case file";
   const uint32_t count = U32(bin, 4);
+  const bool compat32 = U32(bin, 8) == 32;
   if (bin.size() < 64 + 64ull * count) return path + ": truncated index";
   for (uint32_t i = 0; i < count; ++i) {
     const size_t e = 64 + 64ull * i;
     Case c;
     const uint32_t offset = U32(bin, e), length = U32(bin, e + 4);
     c.ignore_flags = U32(bin, e + 8);
+    c.compat32 = compat32;
     const char* name = reinterpret_cast<const char*>(bin.data() + e + 16);
     c.name.assign(name, strnlen(name, 48));
     if (offset + static_cast<uint64_t>(length) > bin.size()) return path + ": bad case " + c.name;
@@ -98,12 +101,13 @@ TEST_P(HandPicked, NativeAndRoveAgree) {
     ++run;
     DiffInput input = MakeDefaultInput(GetParam().family + "." + c.name, c.code, 0);
     input.ignore_flags = c.ignore_flags;
+    input.compat32 = c.compat32;
     Outcome native, rove;
     const std::string report = RunDifferential(input, options, &native, &rove);
     // The native side must always work: a failure there is a bug in the case or the harness.
-    EXPECT_EQ(native.failure, "") << input.name << "\n" << Disassemble(input.code);
+    EXPECT_EQ(native.failure, "") << input.name << "\n" << Disassemble(input.code, c.compat32);
     if (verbose) {
-      const SequenceInfo info = AnalyzeSequence(input.code);
+      const SequenceInfo info = AnalyzeSequence(input.code, c.compat32);
       std::printf("%-40s native: %s; rove: %s\n", input.name.c_str(),
                   DescribeOutcome(info, native).c_str(), DescribeOutcome(info, rove).c_str());
     }

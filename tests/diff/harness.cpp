@@ -108,7 +108,8 @@ std::string CompareOutcomes(const DiffInput& input, const SequenceInfo& info, co
   }
 
   for (int i = 0; i < 16; ++i) {
-    if (native.state.gpr[i] != rove.state.gpr[i]) {
+    const uint64_t mask = input.compat32 && i < 8 ? 0xFFFFFFFFull : ~0ull;
+    if ((native.state.gpr[i] & mask) != (rove.state.gpr[i] & mask)) {
       d += fmt::format("{:>5}: native {:#018x} rove {:#018x}\n", kGprNames[i], native.state.gpr[i],
                        rove.state.gpr[i]);
     }
@@ -185,7 +186,7 @@ std::string CompareOutcomes(const DiffInput& input, const SequenceInfo& info, co
 
 std::string RunDifferential(const DiffInput& input, const RoveRunOptions& options,
                             Outcome* native_out, Outcome* rove_out) {
-  const SequenceInfo info = AnalyzeSequence(input.code);
+  const SequenceInfo info = AnalyzeSequence(input.code, input.compat32);
   Outcome native = RunNative(input);
   Outcome rove = RunRove(input, options);
   std::string report;
@@ -193,7 +194,7 @@ std::string RunDifferential(const DiffInput& input, const RoveRunOptions& option
   if (!report.empty()) {
     report = fmt::format("case {}: native {}; rove {}\n{}code:\n{}", input.name,
                          DescribeOutcome(info, native), DescribeOutcome(info, rove), report,
-                         Disassemble(input.code));
+                         Disassemble(input.code, input.compat32));
     if (!rove.stop_message.empty()) report += "engine: " + rove.stop_message + "\n";
   }
   if (native_out) *native_out = std::move(native);

@@ -54,6 +54,10 @@ struct DiffInput {
   std::vector<uint8_t> data;  // kDataSize bytes
   // Extra RFLAGS bits not to compare (on top of the undefined flags found by analysis).
   uint64_t ignore_flags = 0;
+  // 32-bit code, run in compatibility mode (natively: the kernel's 32-bit user code segment;
+  // under rove: a 32-bit code segment in long mode). Only the low halves of RAX..RDI are
+  // compared (the upper halves are undefined across the mode switches).
+  bool compat32 = false;
 };
 
 struct Outcome {
@@ -95,14 +99,14 @@ struct SequenceInfo {
   uint64_t undefined_flags = 0;  // ... and at the end of the sequence
   bool decode_error = false;
 };
-SequenceInfo AnalyzeSequence(const std::vector<uint8_t>& code);
+SequenceInfo AnalyzeSequence(const std::vector<uint8_t>& code, bool compat32 = false);
 // True for a shift/rotate whose count may be zero (CL, or an immediate that masks to 0): such an
 // instruction may leave RFLAGS unchanged, so it does not make undefined flags defined.
 bool ShiftCountMayBeZero(const ZydisDecodedInstruction& insn, const ZydisDecodedOperand* ops);
 // Index of the instruction starting at code offset `offset`, or -1.
 int InstructionIndexAt(const SequenceInfo& info, uint64_t offset);
 // Intel-syntax listing with offsets, one instruction per line.
-std::string Disassemble(const std::vector<uint8_t>& code);
+std::string Disassemble(const std::vector<uint8_t>& code, bool compat32 = false);
 
 // Empty if the outcomes agree; otherwise a readable description of every difference.
 std::string CompareOutcomes(const DiffInput& input, const SequenceInfo& info, const Outcome& native,

@@ -40,11 +40,14 @@ struct NativeCtx {
   uint64_t pad0;         // 0x0A0
   uint64_t rfbm;         // 0x0A8: EDX:EAX for XSAVE/XRSTOR
   uint32_t mxcsr_init;   // 0x0B0
-  uint32_t pad1[19];     // 0x0B4
+  uint32_t pad1[3];      // 0x0B4
+  uint8_t far_entry[8];  // 0x0C0: m16:32 far pointer into the 32-bit sequence
+  uint8_t far_exit[8];   // 0x0C8: m16:32 far pointer back to 64-bit code
+  uint32_t pad1b[12];    // 0x0D0
   uint64_t out_gpr[16];  // 0x100
   uint64_t out_rflags;   // 0x180
   uint64_t out_rip;      // 0x188
-  uint64_t status;       // 0x190: 0 none, 1 completed, 2 fault, 3 timeout
+  uint64_t status;       // 0x190: 0 none, 1 completed, 2 fault
   uint64_t trapno;       // 0x198
   uint64_t err;          // 0x1A0
   uint64_t cr2;          // 0x1A8
@@ -57,6 +60,8 @@ struct NativeCtx {
 static_assert(offsetof(NativeCtx, in_rflags) == 0x80);
 static_assert(offsetof(NativeCtx, rfbm) == 0xA8);
 static_assert(offsetof(NativeCtx, mxcsr_init) == 0xB0);
+static_assert(offsetof(NativeCtx, far_entry) == 0xC0);
+static_assert(offsetof(NativeCtx, far_exit) == 0xC8);
 static_assert(offsetof(NativeCtx, out_gpr) == 0x100);
 static_assert(offsetof(NativeCtx, status) == 0x190);
 static_assert(offsetof(NativeCtx, in_xsave) == 0x1000);
@@ -65,6 +70,10 @@ static_assert(sizeof(NativeCtx) <= kAltStackOffset);
 
 constexpr uint64_t kStatusCompleted = 1;
 constexpr uint64_t kStatusFault = 2;
+
+// Linux x86-64 user code segments.
+constexpr uint16_t kUser32Cs = 0x23;
+constexpr uint16_t kUser64Cs = 0x33;
 
 }  // namespace
 }  // namespace rove::difftest
@@ -88,6 +97,9 @@ rove_diff_native_enter:
   mov %rsp, 0x30000090
   xor %eax, %eax
   cpuid                      # serialize: the parent may just have written new code
+  mov $0x2b, %eax            # __USER_DS: compatibility-mode code needs usable DS/ES
+  mov %eax, %ds
+  mov %eax, %es
   mov 0x300000A8, %eax
   mov 0x300000AC, %edx
   xrstor64 0x30001000
@@ -234,6 +246,8 @@ __attribute__((no_sanitize("address", "undefined"))) void FaultHandler(int sig, 
   }
   c->status = kStatusFault;
   g[REG_RIP] = reinterpret_cast<greg_t>(&rove_diff_native_recover);
+  // The fault may have hit 32-bit code: resume in 64-bit mode (CS is bits 15:0 of CSGSFS).
+  g[REG_CSGSFS] = (g[REG_CSGSFS] & ~static_cast<greg_t>(0xFFFF)) | kUser64Cs;
   g[REG_EFL] &= ~static_cast<greg_t>(rflags::kTf | rflags::kAc | rflags::kDf);
 }
 
@@ -285,16 +299,41 @@ Outcome RunNative(const DiffInput& input) {
   std::memcpy(data, input.data.data(), kDataSize);
   auto* code = reinterpret_cast<uint8_t*>(kCodeVa);
   for (uint64_t i = 0; i < kCodeSize; ++i) code[i] = kUd2Fill[i & 1];
+  uint8_t c_far_entry[8] = {}, c_far_exit[8] = {};
   if (!input.code.empty()) std::memcpy(code, input.code.data(), input.code.size());
   // jmp qword [abs kCtxVa + 0x98]
   const uint8_t jump_back[] = {0xFF, 0x24, 0x25, 0x98, 0x00, 0x00, 0x30};
-  std::memcpy(code + input.code.size(), jump_back, sizeof(jump_back));
+  uint64_t entry = kCodeVa;
+  if (!input.compat32) {
+    std::memcpy(code + input.code.size(), jump_back, sizeof(jump_back));
+  } else {
+    // 32-bit sequence, then "jmp far [abs kCtxVa + 0xC8]" back to a 64-bit stub that jumps
+    // to the exit trampoline; the entry is a 64-bit stub doing "jmp far [abs kCtxVa + 0xC0]".
+    uint8_t* p = code + input.code.size();
+    const uint8_t far_back[] = {0xFF, 0x2D, 0xC8, 0x00, 0x00, 0x30};
+    std::memcpy(p, far_back, sizeof(far_back));
+    p += sizeof(far_back);
+    const uint64_t exit_stub = kCodeVa + static_cast<uint64_t>(p - code);
+    std::memcpy(p, jump_back, sizeof(jump_back));
+    p += sizeof(jump_back);
+    entry = kCodeVa + static_cast<uint64_t>(p - code);
+    const uint8_t far_in[] = {0xFF, 0x2C, 0x25, 0xC0, 0x00, 0x00, 0x30};
+    std::memcpy(p, far_in, sizeof(far_in));
+    const uint32_t entry32 = static_cast<uint32_t>(kCodeVa),
+                   exit32 = static_cast<uint32_t>(exit_stub);
+    std::memcpy(c_far_entry, &entry32, 4);
+    std::memcpy(c_far_entry + 4, &kUser32Cs, 2);
+    std::memcpy(c_far_exit, &exit32, 4);
+    std::memcpy(c_far_exit + 4, &kUser64Cs, 2);
+  }
 
   NativeCtx* c = Ctx();
   std::memset(c, 0, sizeof(NativeCtx));
   std::memcpy(c->in_gpr, input.init.gpr, sizeof(c->in_gpr));
   c->in_rflags = (input.init.rflags & rflags::kHostLive) | rflags::kFixed1;
-  c->entry = kCodeVa;
+  c->entry = entry;
+  std::memcpy(c->far_entry, c_far_entry, 8);
+  std::memcpy(c->far_exit, c_far_exit, 8);
   c->exit_addr = reinterpret_cast<uint64_t>(&rove_diff_native_exit);
   c->rfbm = layout.guest_xcr0;
   c->mxcsr_init = 0x1F80;

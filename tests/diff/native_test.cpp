@@ -131,6 +131,30 @@ TEST(NativeRunner, FaultKeepsVectorState) {
   }
 }
 
+TEST(NativeRunner, CompatibilityModeCode) {
+  // inc eax (40) ; dec ecx (49): one-byte forms that are REX prefixes in 64-bit mode;
+  // push eax ; pop edx ; ud2
+  DiffInput in = MakeDefaultInput("compat", {0x40, 0x49, 0x50, 0x5A, 0x0F, 0x0B}, 5);
+  in.compat32 = true;
+  const Outcome o = RunNative(in);
+  ASSERT_EQ(o.failure, "");
+  ASSERT_TRUE(o.exception);
+  EXPECT_EQ(o.vector, kVecUd);
+  EXPECT_EQ(o.state.rip, kCodeVa + 4);
+  EXPECT_EQ(static_cast<uint32_t>(o.state.gpr[kRax]), static_cast<uint32_t>(in.init.gpr[kRax] + 1));
+  EXPECT_EQ(static_cast<uint32_t>(o.state.gpr[kRcx]), static_cast<uint32_t>(in.init.gpr[kRcx] - 1));
+  EXPECT_EQ(static_cast<uint32_t>(o.state.gpr[kRdx]), static_cast<uint32_t>(in.init.gpr[kRax] + 1));
+  // Completing normally too.
+  DiffInput done = MakeDefaultInput("compat2", {0x40, 0x40}, 5);
+  done.compat32 = true;
+  const Outcome d = RunNative(done);
+  ASSERT_EQ(d.failure, "");
+  EXPECT_FALSE(d.exception);
+  EXPECT_EQ(static_cast<uint32_t>(d.state.gpr[kRax]),
+            static_cast<uint32_t>(done.init.gpr[kRax] + 2));
+  EXPECT_EQ(d.state.gpr[kR9], done.init.gpr[kR9]);  // not reachable from 32-bit code: kept
+}
+
 TEST(NativeRunner, DetectsDifferences) {
   DiffInput in;
   const Outcome a = Native({0x48, 0x01, 0xD8}, &in);

@@ -39,7 +39,8 @@ Outcome RunRoveInProcess(const DiffInput& input, const RoveRunOptions& options) 
     return out;
   }
   std::unique_ptr<GuestMemory> mem = GuestMemory::Create(testing::kTestRamBytes);
-  const testing::TestMachineConfig config;
+  testing::TestMachineConfig config;
+  config.compat32 = input.compat32;
   testing::BuildTestMachine(*mem, config);
   std::memcpy(testing::DataHost(*mem), input.data.data(), kDataSize);
   uint8_t* code = testing::CodeHost(*mem);
@@ -87,6 +88,7 @@ Outcome RunRoveInProcess(const DiffInput& input, const RoveRunOptions& options) 
 struct RoveShared {
   MachineState init;
   uint64_t ignore_flags;
+  bool compat32;
   uint32_t code_size;
   RoveRunOptions options;
   uint8_t code[kCodeSize];
@@ -105,6 +107,7 @@ void RunCaseInWorker(void* buf) {
   DiffInput in;
   in.init = sh->init;
   in.ignore_flags = sh->ignore_flags;
+  in.compat32 = sh->compat32;
   in.code.assign(sh->code, sh->code + sh->code_size);
   in.data.assign(sh->data, sh->data + kDataSize);
   Outcome o;
@@ -149,6 +152,7 @@ Outcome RunRove(const DiffInput& input, const RoveRunOptions& options) {
   }
   sh->init = input.init;
   sh->ignore_flags = input.ignore_flags;
+  sh->compat32 = input.compat32;
   sh->code_size = static_cast<uint32_t>(input.code.size());
   sh->options = options;
   if (!input.code.empty()) std::memcpy(sh->code, input.code.data(), input.code.size());

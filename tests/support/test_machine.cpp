@@ -56,6 +56,9 @@ SegmentCache FlatSegment(uint16_t selector, uint32_t attr) {
 constexpr uint32_t kCode64Attr = seg_attr::kTypeCode | seg_attr::kTypeReadable |
                                  seg_attr::kTypeAccessed | seg_attr::kS | seg_attr::kP |
                                  seg_attr::kL | seg_attr::kG;
+constexpr uint32_t kCode32Attr = seg_attr::kTypeCode | seg_attr::kTypeReadable |
+                                 seg_attr::kTypeAccessed | seg_attr::kS | seg_attr::kP |
+                                 seg_attr::kDb | seg_attr::kG;
 constexpr uint32_t kDataAttr = seg_attr::kTypeWritable | seg_attr::kTypeAccessed | seg_attr::kS |
                                seg_attr::kP | seg_attr::kDb | seg_attr::kG;
 constexpr uint32_t kDpl3 = 3u << seg_attr::kDplShift;
@@ -96,7 +99,8 @@ void BuildTestMachine(GuestMemory& mem, const TestMachineConfig& config) {
   MapRegion(mem, kPtCodeGpa, kCodeVa, kCodeSize, kCodeGpa, kPteP | user);
   MapRegion(mem, kPtSysGpa, kSysVa, kSysSize, kSysGpa, kPteP | kPteRw | kPteA | kPteD);
 
-  // GDT: null, kernel code64, kernel data, user data, user code64, 64-bit TSS (two slots).
+  // GDT: null, kernel code64, kernel data, user data, user code64, 64-bit TSS (two slots),
+  // kernel code32, user code32.
   const uint64_t gdt = kSysGpa + kGdtOffset;
   Put64(mem, gdt + 0x08, Descriptor(kCode64Attr));
   Put64(mem, gdt + 0x10, Descriptor(kDataAttr));
@@ -109,6 +113,8 @@ void BuildTestMachine(GuestMemory& mem, const TestMachineConfig& config) {
   tss_lo |= ((tss_va >> 24) & 0xFF) << 56;
   Put64(mem, gdt + 0x28, tss_lo);
   Put64(mem, gdt + 0x30, tss_va >> 32);
+  Put64(mem, gdt + 0x38, Descriptor(kCode32Attr));
+  Put64(mem, gdt + 0x40, Descriptor(kCode32Attr | kDpl3));
 
   // TSS: RSP0 and IST1.
   Put64(mem, kSysGpa + kTssOffset + 0x04, kSysVa + kRsp0TopOffset);
@@ -158,16 +164,18 @@ void SetTestMachineState(CpuState& state, const TestMachineConfig& config) {
   state.xcr0 = config.xcr0 ? config.xcr0 : HostXsaveLayout().guest_xcr0;
 
   if (config.user_mode) {
-    state.seg[kCs] = FlatSegment(kUserCs, kCode64Attr | kDpl3);
+    state.seg[kCs] = config.compat32 ? FlatSegment(kUserCs32, kCode32Attr | kDpl3)
+                                     : FlatSegment(kUserCs, kCode64Attr | kDpl3);
     const SegmentCache ds = FlatSegment(kUserDs, kDataAttr | kDpl3);
     for (int s : {kSs, kDs, kEs, kFs, kGs}) state.seg[s] = ds;
   } else {
-    state.seg[kCs] = FlatSegment(kKernelCs, kCode64Attr);
+    state.seg[kCs] = config.compat32 ? FlatSegment(kKernelCs32, kCode32Attr)
+                                     : FlatSegment(kKernelCs, kCode64Attr);
     const SegmentCache ds = FlatSegment(kKernelDs, kDataAttr);
     for (int s : {kSs, kDs, kEs, kFs, kGs}) state.seg[s] = ds;
   }
   state.gdtr.base = kSysVa + kGdtOffset;
-  state.gdtr.limit = 0x37;
+  state.gdtr.limit = 0x47;
   state.idtr.base = kSysVa + kIdtOffset;
   state.idtr.limit = 256 * 16 - 1;
   state.ldtr = SegmentCache{};

@@ -46,10 +46,14 @@ inline constexpr uint16_t kKernelDs = 0x10;
 inline constexpr uint16_t kUserDs = 0x18 | 3;
 inline constexpr uint16_t kUserCs = 0x20 | 3;
 inline constexpr uint16_t kTssSel = 0x28;
+inline constexpr uint16_t kKernelCs32 = 0x38;  // 32-bit code: compatibility mode
+inline constexpr uint16_t kUserCs32 = 0x40 | 3;
 
 struct TestMachineConfig {
   // Run the code at CPL3 (user pages, user segments); exceptions still go to the CPL0 stubs.
   bool user_mode = false;
+  // Run the code in compatibility mode (a 32-bit code segment in long mode).
+  bool compat32 = false;
   // XCR0 given to the guest; 0 = the host's XCR0 restricted to x87/SSE/AVX/AVX-512.
   uint64_t xcr0 = 0;
 };
