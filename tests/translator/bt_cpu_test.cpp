@@ -3,7 +3,13 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <future>
+#include <thread>
 #include <vector>
 
 #include "rove/mmu/guest_memory.h"
@@ -151,6 +157,249 @@ TEST(BtCpu, SelfModifyingCodeSeesNewBytes) {
   ASSERT_EQ(e.reason, ExitReason::kEmulate);
   EXPECT_EQ(g.state.gpr[kRbx], 2u);
   EXPECT_EQ(g.state.gpr[kRax], 99u);
+}
+
+// ---- scratch registers, soft-TLB check variants, precise state, exit requests ----
+
+TEST(BtCpu, ScratchRegistersUnderPressure) {
+  LongModeGuest g;
+  // Every GPR live; accesses indexed by RCX, relative to RSP, with high-byte registers (the
+  // scratch registers must then be encodable without REX), and a PUSH/POP pair.
+  g.Load({
+      0xB8, 0x11, 0x11, 0x00, 0x00,        // mov rax, 0x1111
+      0xBB, 0x22, 0x22, 0x00, 0x00,        // mov rbx, 0x2222
+      0xB9, 0x02, 0x00, 0x00, 0x00,        // mov ecx, 2
+      0xBA, 0x44, 0x44, 0x00, 0x00,        // mov rdx, 0x4444
+      0xBE, 0x55, 0x55, 0x00, 0x00,        // mov rsi, 0x5555
+      0xBF, 0x00, 0x00, 0x20, 0x00,        // mov rdi, 0x200000
+      0xBD, 0x77, 0x77, 0x00, 0x00,        // mov rbp, 0x7777
+      0x41, 0xB8, 0x88, 0x88, 0x00, 0x00,  // mov r8, 0x8888
+      0x41, 0xB9, 0x99, 0x99, 0x00, 0x00,  // mov r9, 0x9999
+      0x41, 0xBA, 0xAA, 0xAA, 0x00, 0x00,  // mov r10, 0xAAAA
+      0x41, 0xBB, 0xBB, 0xBB, 0x00, 0x00,  // mov r11, 0xBBBB
+      0x41, 0xBC, 0xCC, 0xCC, 0x00, 0x00,  // mov r12, 0xCCCC
+      0x41, 0xBD, 0xDD, 0xDD, 0x00, 0x00,  // mov r13, 0xDDDD
+      0x41, 0xBE, 0xEE, 0xEE, 0x00, 0x00,  // mov r14, 0xEEEE
+      0x41, 0xBF, 0xFF, 0xFF, 0x00, 0x00,  // mov r15, 0xFFFF
+      0x48, 0x89, 0x1C, 0xCF,              // mov [rdi + rcx*8], rbx          ; store indexed by rcx
+      0x48, 0x03, 0x04, 0xCF,              // add rax, [rdi + rcx*8]          ; rax = 0x3333
+      0x48, 0x89, 0x54, 0x24, 0xF0,        // mov [rsp - 16], rdx             ; rsp-relative store
+      0x48, 0x03, 0x54, 0x24, 0xF0,        // add rdx, [rsp - 16]             ; rdx = 0x8888
+      0xC6, 0x47, 0x01, 0x5A,              // mov byte [rdi + 1], 0x5A
+      0x8A, 0x67, 0x01,  // mov ah, [rdi + 1]               ; high byte load: rax = 0x5A33
+      0x8A, 0x6F, 0x01,  // mov ch, [rdi + 1]               ; rcx = 0x5A02
+      0x00, 0x7F, 0x20,  // add [rdi + 8*4], bh             ; [rdi+32] = 0x22
+      0x44, 0x0F, 0xB6, 0x7F, 0x20,  // movzx r15d, byte [rdi + 8*4]    ; r15 = 0x22
+      0x56,                          // push rsi
+      0x41, 0x5E,                    // pop r14                         ; r14 = 0x5555
+      0xF4,                          // hlt
+  });
+  Exit e = g.RunToEmulate();
+  ASSERT_EQ(e.reason, ExitReason::kEmulate);
+  EXPECT_EQ(g.state.gpr[kRax], 0x5A33u);
+  EXPECT_EQ(g.state.gpr[kRbx], 0x2222u);
+  EXPECT_EQ(g.state.gpr[kRcx], 0x5A02u);
+  EXPECT_EQ(g.state.gpr[kRdx], 0x8888u);
+  EXPECT_EQ(g.state.gpr[kRsi], 0x5555u);
+  EXPECT_EQ(g.state.gpr[kRdi], 0x200000u);
+  EXPECT_EQ(g.state.gpr[kRbp], 0x7777u);
+  EXPECT_EQ(g.state.gpr[kRsp], LongModeGuest::kStackTop);
+  EXPECT_EQ(g.state.gpr[kR8], 0x8888u);
+  EXPECT_EQ(g.state.gpr[kR9], 0x9999u);
+  EXPECT_EQ(g.state.gpr[kR10], 0xAAAAu);
+  EXPECT_EQ(g.state.gpr[kR11], 0xBBBBu);
+  EXPECT_EQ(g.state.gpr[kR12], 0xCCCCu);
+  EXPECT_EQ(g.state.gpr[kR13], 0xDDDDu);
+  EXPECT_EQ(g.state.gpr[kR14], 0x5555u);
+  EXPECT_EQ(g.state.gpr[kR15], 0x22u);
+  EXPECT_EQ(g.mem->ReadU64(0x200010), 0x2222u);
+  EXPECT_EQ(g.mem->ReadU64(LongModeGuest::kStackTop - 16), 0x4444u);
+  EXPECT_EQ(g.mem->ReadU64(LongModeGuest::kStackTop - 8), 0x5555u);
+}
+
+TEST(BtCpu, FlagsLiveAndDeadChecksAgree) {
+  LongModeGuest g;
+  g.Load({
+      0xBF, 0x00, 0x00, 0x20, 0x00,              // mov rdi, 0x200000
+      0x48, 0xC7, 0x07, 0x29, 0x00, 0x00, 0x00,  // mov qword [rdi], 41
+      0xF9,                                      // stc
+      0x48, 0x8B, 0x07,        // mov rax, [rdi]      ; flags live (adc reads CF): flag-free check
+      0x48, 0x83, 0xD0, 0x00,  // adc rax, 0
+      0xF9,                    // stc
+      0x48, 0x8B, 0x1F,  // mov rbx, [rdi]      ; flags dead (add rewrites them): flag-clobbering
+                         // check
+      0x48, 0x83, 0xC3, 0x01,  // add rbx, 1
+      0xF9,                    // stc
+      0x48, 0x8B, 0x0F,        // mov rcx, [rdi]      ; the instruction uses RCX, flags live
+      0x48, 0x83, 0xD1, 0x00,  // adc rcx, 0
+      0xF9,                    // stc
+      0x48, 0x8B, 0x17,        // mov rdx, [rdi]      ; flags live at the block end: CF must survive
+      0xF4,                    // hlt
+  });
+  Exit e = g.RunToEmulate();
+  ASSERT_EQ(e.reason, ExitReason::kEmulate);
+  EXPECT_EQ(g.state.gpr[kRax], 42u);  // flag-free check, CF kept for ADC
+  EXPECT_EQ(g.state.gpr[kRbx], 42u);  // flag-clobbering check
+  EXPECT_EQ(g.state.gpr[kRcx], 42u);  // flag-free check around an instruction using RCX
+  EXPECT_EQ(g.state.gpr[kRdx], 41u);
+  EXPECT_NE(g.state.rflags & rflags::kCf, 0u);  // live at the block end: kept
+}
+
+TEST(BtCpu, PageFaultKeepsDeadScratchRegisterAndFlags) {
+  LongModeGuest g;
+  g.Load({
+      0xBF, 0x00, 0x00, 0x20, 0x00,  // mov rdi, 0x200000
+      0x48, 0x8B, 0x07,              // mov rax, [rdi]            ; fills the soft TLB for the page
+      0xBB, 0x34, 0x12, 0x00, 0x00,  // mov rbx, 0x1234
+      0x41, 0xB9, 0x78, 0x56, 0x00, 0x00,  // mov r9, 0x5678
+      0xF9,                                // stc
+      0x48, 0x8B, 0x1C, 0x25, 0x00, 0x00,
+      0x00, 0x40,  // mov rbx, [0x40000000]     ; #PF on the slow path: rbx is dead (scratch), flags
+                   // are dead
+      0x45, 0x31, 0xC9,  // xor r9d, r9d
+      0xF4,              // hlt
+  });
+  Exit e = g.RunToEmulate();
+  ASSERT_EQ(e.reason, ExitReason::kException);
+  EXPECT_EQ(e.exception.vector, kPf);
+  EXPECT_EQ(g.state.rip, LongModeGuest::kCode + 0x14);
+  EXPECT_EQ(g.state.gpr[kRbx], 0x1234u);  // the destination was used as scratch
+  EXPECT_EQ(g.state.gpr[kR9], 0x5678u);
+  EXPECT_NE(g.state.rflags & rflags::kCf, 0u);  // clobbered by the check, restored
+}
+
+TEST(BtCpu, HostFaultOnTlbHitRestoresScratchRegistersAndFlags) {
+  LongModeGuest g;
+  g.Load({
+      0xBF, 0x00, 0x00, 0x20, 0x00,  // mov rdi, 0x200000
+      0x48, 0x8B, 0x17,              // mov rdx, [rdi]            ; fills the soft TLB for the page
+      0xB8, 0x11, 0x11, 0x00, 0x00,  // mov rax, 0x1111
+      0x41, 0xB9, 0x78, 0x56, 0x00, 0x00,  // mov r9, 0x5678
+      0xF9,                                // stc
+      0x0F, 0x28, 0x47, 0x08,  // movaps xmm0, [rdi + 8]    ; #GP on the TLB-hit path (misaligned):
+                               // rax, r9 dead, flags dead
+      0x41, 0xB9, 0x01, 0x00, 0x00, 0x00,  // mov r9d, 1
+      0x31, 0xC0,                          // xor eax, eax
+      0xF4,                                // hlt
+  });
+  Exit e = g.RunToEmulate();
+  ASSERT_EQ(e.reason, ExitReason::kException);
+  EXPECT_EQ(e.exception.vector, kGp);
+  EXPECT_EQ(g.state.rip, LongModeGuest::kCode + 0x14);
+  EXPECT_EQ(g.state.gpr[kRax], 0x1111u);
+  EXPECT_EQ(g.state.gpr[kR9], 0x5678u);
+  EXPECT_NE(g.state.rflags & rflags::kCf, 0u);
+}
+
+class CountingMmio : public MmioHandler {
+ public:
+  uint64_t MmioRead(uint64_t gpa, unsigned width) override {
+    ++reads;
+    last_read_gpa = gpa;
+    last_read_width = width;
+    return 0x1000 + reads;
+  }
+  void MmioWrite(uint64_t gpa, unsigned width, uint64_t value) override {
+    ++writes;
+    last_write_gpa = gpa;
+    last_write_width = width;
+    last_write_value = value;
+  }
+  int reads = 0, writes = 0;
+  uint64_t last_read_gpa = 0, last_write_gpa = 0, last_write_value = 0;
+  unsigned last_read_width = 0, last_write_width = 0;
+};
+
+TEST(BtCpu, PageCrossingAndMmioAccessesTakeTheSlowPath) {
+  LongModeGuest g;
+  CountingMmio mmio;
+  g.mem->SetMmioHandler(&mmio);
+  g.mem->WriteU64(0x200FFC, 0x1122334455667788ull);
+  g.Load({
+      0xBF, 0xFC, 0x0F, 0x20, 0x00,  // mov rdi, 0x200FFC
+      0x48, 0x8B, 0x07,  // mov rax, [rdi]            ; crosses a 4 KiB page boundary (flag-free
+                         // check)
+      0xBE, 0x00, 0x00, 0x00, 0x08,  // mov rsi, 0x8000000        ; beyond RAM: MMIO
+      0x8B, 0x1E,        // mov ebx, [rsi]            ; flags dead: flag-clobbering check
+      0x83, 0xC3, 0x01,  // add ebx, 1
+      0x89, 0x5E, 0x04,  // mov [rsi + 4], ebx
+      0x48, 0x03, 0x07,  // add rax, [rdi]            ; page-crossing again, flags dead
+      0x8B, 0x0E,        // mov ecx, [rsi]            ; flags live at the end: flag-free check
+      0xF4,              // hlt
+  });
+  Exit e = g.RunToEmulate();
+  ASSERT_EQ(e.reason, ExitReason::kEmulate);
+  EXPECT_EQ(g.state.gpr[kRax], 2 * 0x1122334455667788ull);
+  EXPECT_EQ(mmio.reads, 2);  // never cached in the soft TLB
+  EXPECT_EQ(mmio.writes, 1);
+  EXPECT_EQ(mmio.last_write_gpa, 0x8000004u);
+  EXPECT_EQ(mmio.last_write_value, 0x1002u);
+  EXPECT_EQ(g.state.gpr[kRbx], 0x1002u);
+  EXPECT_EQ(g.state.gpr[kRcx], 0x1002u);
+  // Again, now that everything is translated and the RAM pages are in the soft TLB.
+  g.state.rip = LongModeGuest::kCode;
+  e = g.RunToEmulate();
+  ASSERT_EQ(e.reason, ExitReason::kEmulate);
+  EXPECT_EQ(mmio.reads, 4);
+  EXPECT_EQ(mmio.writes, 2);
+  EXPECT_EQ(g.state.gpr[kRax], 2 * 0x1122334455667788ull);
+}
+
+// A chained loop running on another thread stops within a bounded time after RequestExit.
+void ExpectRequestExitStops(const std::vector<uint8_t>& code) {
+  LongModeGuest g;
+  g.Load(code);
+  g.mem->WriteU64(LongModeGuest::kData, 1);
+  std::atomic<bool> running{false};
+  auto done = std::async(std::launch::async, [&] {
+    running = true;
+    return g.cpu->Run();
+  });
+  while (!running) std::this_thread::yield();
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  g.cpu->RequestExit();
+  if (done.wait_for(std::chrono::seconds(20)) != std::future_status::ready) {
+    ADD_FAILURE() << "RequestExit did not stop the chained loop";
+    std::fflush(nullptr);
+    std::_Exit(1);  // the guest thread cannot be stopped otherwise
+  }
+  Exit e = done.get();
+  EXPECT_EQ(e.reason, ExitReason::kRequest);
+  EXPECT_NE(g.state.gpr[kRax] + g.state.gpr[kRcx], 0u);  // it did run
+  g.cpu->ClearExitRequest();
+}
+
+TEST(BtCpu, RequestExitStopsSelfLoop) {
+  ExpectRequestExitStops({
+      0x48, 0xFF, 0xC0,  // L: inc rax
+      0xEB, 0xFB,        // jmp L
+  });
+}
+
+TEST(BtCpu, RequestExitStopsLoopWithFlagClobberingAccess) {
+  ExpectRequestExitStops({
+      0xBF, 0x00, 0x00, 0x20, 0x00,  // mov rdi, 0x200000
+      0x48, 0x03, 0x07,              // L: add rax, [rdi]
+      0xEB, 0xFB,                    // jmp L
+  });
+}
+
+TEST(BtCpu, RequestExitStopsForwardAndBackwardChainedLoop) {
+  ExpectRequestExitStops({
+      0x48, 0xFF, 0xC0,  // L: inc rax
+      0xEB, 0x00,        // jmp M
+      0x48, 0xFF, 0xC3,  // M: inc rbx
+      0xEB, 0xF6,        // jmp L
+  });
+}
+
+TEST(BtCpu, RequestExitStopsCountedLoop) {
+  ExpectRequestExitStops({
+      0xB9, 0xFF, 0xFF, 0xFF, 0x7F,  // mov ecx, 0x7fffffff
+      0x48, 0xFF, 0xC9,              // L: dec rcx
+      0x75, 0xFB,                    // jnz L
+      0xF4,                          // hlt
+  });
 }
 
 }  // namespace

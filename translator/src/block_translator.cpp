@@ -54,7 +54,11 @@ struct Insn {
   uint32_t flags_read = 0;
   uint32_t flags_written = 0;
   uint32_t live_before = kArithFlags;
-  uint32_t used_regs = 0;  // bit per host GPR id
+  uint32_t used_regs = 0;  // bit per host GPR id: every GPR the instruction names
+  // Register liveness (bit per GPR id), including implicit and hidden operands.
+  uint16_t regs_read = 0;    // values the instruction needs (partial and conditional writes too)
+  uint16_t regs_killed = 0;  // registers it overwrites entirely (32/64-bit writes)
+  uint16_t live_regs_before = 0xFFFF;  // everything is live at the block end
   bool uses_high_byte = false;
   bool uses_rsp = false;
   bool writes_rsp = false;
@@ -279,6 +283,9 @@ Kind Classify(Insn& in, int code_bits) {
   }
   if (!AllowedCategory(cat)) return Kind::kEmulate;
   if (mem_ops > 1) return Kind::kEmulate;
+  // A hidden memory operand (MASKMOVDQU's [RDI], ...) would reach host memory unchecked.
+  for (int i = d.operand_count_visible; i < d.operand_count; ++i)
+    if (in.ops[i].type == ZYDIS_OPERAND_TYPE_MEMORY) return Kind::kEmulate;
   if (mem_ops == 1) {
     const auto& mem = in.ops[in.mem_index].mem;
     if (mem.type != ZYDIS_MEMOP_TYPE_MEM) return Kind::kEmulate;  // VSIB gathers, MIB
@@ -296,6 +303,17 @@ void ComputeRegisterUse(Insn& in) {
       int id = GprId(op.reg.value);
       if (id >= 0) {
         in.used_regs |= 1u << id;
+        const uint16_t bit = static_cast<uint16_t>(1u << id);
+        if (op.actions & ZYDIS_OPERAND_ACTION_MASK_READ) in.regs_read |= bit;
+        if (op.actions & ZYDIS_OPERAND_ACTION_MASK_WRITE) {
+          // A conditional or 8/16-bit write keeps (part of) the old value: that is a use.
+          const bool full = !(op.actions & ZYDIS_OPERAND_ACTION_CONDWRITE) &&
+                            ZydisRegisterGetWidth(ZYDIS_MACHINE_MODE_LONG_64, op.reg.value) >= 32;
+          if (full)
+            in.regs_killed |= bit;
+          else
+            in.regs_read |= bit;
+        }
         if (id == kRsp) {
           in.uses_rsp = true;
           if (op.actions & ZYDIS_OPERAND_ACTION_MASK_WRITE) in.writes_rsp = true;
@@ -307,6 +325,8 @@ void ComputeRegisterUse(Insn& in) {
       int x = GprId(op.mem.index);
       if (b >= 0) in.used_regs |= 1u << b;
       if (x >= 0) in.used_regs |= 1u << x;
+      if (b >= 0) in.regs_read |= static_cast<uint16_t>(1u << b);
+      if (x >= 0) in.regs_read |= static_cast<uint16_t>(1u << x);
       if (b == kRsp || x == kRsp) in.uses_rsp = true;
     }
   }
@@ -316,6 +336,24 @@ void ComputeRegisterUse(Insn& in) {
                         in.d.cpu_flags->undefined) &
                        kArithFlags;
   }
+  // BSF/BSR leave the destination unchanged for a zero source (and Zydis may not say so);
+  // a register written but also read can never be a scratch register.
+  if (in.d.mnemonic == ZYDIS_MNEMONIC_BSF || in.d.mnemonic == ZYDIS_MNEMONIC_BSR) {
+    in.regs_read |= in.regs_killed;
+    in.regs_killed = 0;
+  }
+  // Zeroing idioms (xor r, r / sub r, r, 32 or 64 bits) do not depend on the old value.
+  if ((in.d.mnemonic == ZYDIS_MNEMONIC_XOR || in.d.mnemonic == ZYDIS_MNEMONIC_SUB) &&
+      in.d.operand_count_visible == 2 && in.ops[0].type == ZYDIS_OPERAND_TYPE_REGISTER &&
+      in.ops[1].type == ZYDIS_OPERAND_TYPE_REGISTER && in.ops[0].reg.value == in.ops[1].reg.value &&
+      ZydisRegisterGetWidth(ZYDIS_MACHINE_MODE_LONG_64, in.ops[0].reg.value) >= 32) {
+    const int id = GprId(in.ops[0].reg.value);
+    if (id >= 0) {
+      in.regs_read &= static_cast<uint16_t>(~(1u << id));
+      in.regs_killed |= static_cast<uint16_t>(1u << id);
+    }
+  }
+  in.regs_killed &= static_cast<uint16_t>(~in.regs_read);
   // An instruction that can fault shows the flags as they were before it to the exception
   // handler (precise exceptions), so for liveness it reads them all: inserted code before it
   // must not clobber them. Memory operands can #PF/#GP; DIV/IDIV can #DE.
@@ -338,33 +376,57 @@ void ComputeRegisterUse(Insn& in) {
     case ZYDIS_MNEMONIC_RCR:
     case ZYDIS_MNEMONIC_SHLD:
     case ZYDIS_MNEMONIC_SHRD:
-      for (int i = 0; i < in.d.operand_count_visible; ++i)
-        if (in.ops[i].type == ZYDIS_OPERAND_TYPE_REGISTER &&
-            in.ops[i].reg.value == ZYDIS_REGISTER_CL)
+      for (int i = 0; i < in.d.operand_count_visible; ++i) {
+        const auto& op = in.ops[i];
+        if (op.type == ZYDIS_OPERAND_TYPE_REGISTER && op.reg.value == ZYDIS_REGISTER_CL)
           in.flags_read |= in.flags_written;
+        // So does an immediate count that masks to zero (shl al, 0; shl eax, 32).
+        if (i > 0 && op.type == ZYDIS_OPERAND_TYPE_IMMEDIATE &&
+            (op.imm.value.u & (in.d.operand_width == 64 ? 0x3F : 0x1F)) == 0)
+          in.flags_read |= in.flags_written;
+      }
       break;
     default:
       break;
   }
 }
 
-// Host scratch registers in order of preference; RCX is kept for JRCXZ-based tests.
-constexpr std::array<int, 13> kScratchOrder = {kRbx, kRsi, kRdi, kRbp, kRdx, kRax, kR8,
-                                               kR9,  kR10, kR11, kR12, kR13, kR14};
-
-int PickScratch(uint32_t& taken, bool low_only) {
-  for (int r : kScratchOrder) {
-    if (low_only && r >= 8) continue;
-    if (taken & (1u << r)) continue;
-    taken |= 1u << r;
-    return r;
+// Whether a host fault (a guest exception) can happen while the instruction runs: then the
+// host RFLAGS must hold the guest flags (or the side table must say where they are).
+bool CanFault(const Insn& in) {
+  switch (in.kind) {
+    case Kind::kDrop:
+    case Kind::kLea:
+      return false;
+    case Kind::kIdent:
+      break;
+    default:
+      return true;
   }
-  if (!low_only && !(taken & (1u << kR15))) {
-    taken |= 1u << kR15;
-    return kR15;
+  if (in.d.mnemonic == ZYDIS_MNEMONIC_DIV || in.d.mnemonic == ZYDIS_MNEMONIC_IDIV) return true;
+  switch (in.d.meta.category) {
+    case ZYDIS_CATEGORY_BINARY:
+    case ZYDIS_CATEGORY_LOGICAL:
+    case ZYDIS_CATEGORY_SHIFT:
+    case ZYDIS_CATEGORY_ROTATE:
+    case ZYDIS_CATEGORY_BITBYTE:
+    case ZYDIS_CATEGORY_CMOV:
+    case ZYDIS_CATEGORY_SETCC:
+    case ZYDIS_CATEGORY_DATAXFER:
+    case ZYDIS_CATEGORY_CONVERT:
+    case ZYDIS_CATEGORY_BMI1:
+    case ZYDIS_CATEGORY_BMI2:
+    case ZYDIS_CATEGORY_LZCNT:
+    case ZYDIS_CATEGORY_FLAGOP:
+      return false;
+    default:
+      return true;
   }
-  return -1;
 }
+
+// Host scratch registers in order of preference (RCX last: the flag-free checks need it).
+constexpr std::array<int, 15> kScratchOrder = {kRbx, kRsi, kRdi, kRbp, kRdx, kRax, kR8, kR9,
+                                               kR10, kR11, kR12, kR13, kR14, kR15, kRcx};
 
 struct Reencoded {
   uint8_t bytes[ZYDIS_MAX_INSTRUCTION_LENGTH];
@@ -415,17 +477,26 @@ bool Reencode(const Insn& in, int mem_base, int rsp_subst, Reencoded& out) {
 
 namespace {
 
-struct MemSite {
-  Label ret_label;  // label right after the call to the slow-path thunk
-  uint32_t size;
-  bool write;
-  bool post;  // label after the post-thunk call
-  size_t insn_index;
-};
-
 struct ChainSite {
   Label after;  // end of the patchable jmp/jcc rel32
   uint64_t target;
+};
+
+// Scratch registers for the translation of one guest instruction. Dead registers (not read
+// before being overwritten later in the block) are used first: their guest value is stored in
+// their home slot ctx.spill[reg] once, never reloaded, and the side table keeps saying so until
+// an instruction rewrites them, so faults and exits stay precise. Only when there are not
+// enough dead registers is a live one spilled and reloaded around the access (the one read
+// last), because a reload puts a store-forwarding delay on that register's dependency chain.
+struct Scratch {
+  int s0 = -1;               // guest RSP, when the instruction references RSP
+  int s1 = -1;               // linear address, then host address
+  int s2 = -1;               // soft-TLB index
+  int park = -1;             // holds guest RCX while the flag-free check uses RCX
+  bool flags_path = false;   // flags dead: flag-clobbering check, guest RFLAGS pushed meanwhile
+  bool rcx_spilled = false;  // flag-free check with RCX live and no register to park it in
+  uint16_t saves = 0;        // dead registers to store before their first use as scratch
+  uint16_t spills = 0;       // live registers: stored before, reloaded after
 };
 
 class BlockEmitter {
@@ -437,8 +508,6 @@ class BlockEmitter {
     code_.attach(&a_);
   }
 
-  // Emits the block; returns false when an instruction could not be emitted (the block is
-  // then cut before it by the caller).
   void Emit();
 
   CodeHolder& code() { return code_; }
@@ -446,7 +515,8 @@ class BlockEmitter {
   struct MapLabel {
     Label label;
     size_t insn;
-    uint8_t spilled[3];
+    uint16_t saved;
+    bool flags_on_stack;
   };
   std::vector<MapLabel> map_labels;
   struct SiteLabel {
@@ -458,27 +528,164 @@ class BlockEmitter {
   };
   std::vector<SiteLabel> site_labels;
   std::vector<ChainSite> chain_sites;
+  Label unchecked;  // entry after the exit-request check
 
  private:
   x86::Gp G(int id) const { return bt::Reg64(static_cast<unsigned>(id)); }
   x86::Gp G32(int id) const { return x86::gpd(static_cast<unsigned>(id)); }
   x86::Gp G16(int id) const { return x86::gpw(static_cast<unsigned>(id)); }
 
-  void MarkInsn(size_t index, int s0 = -1, int s1 = -1, int s2 = -1) {
-    MapLabel m{a_.newLabel(), index, {0xFF, 0xFF, 0xFF}};
-    if (s1 >= 0) m.spilled[0] = static_cast<uint8_t>(s1);
-    if (s2 >= 0) m.spilled[1] = static_cast<uint8_t>(s2);
-    if (s0 >= 0) m.spilled[2] = static_cast<uint8_t>(s0);
+  // Starts the host code range of a guest instruction for the fault side table: `extra` are
+  // scratch registers saved for this instruction only.
+  void MarkInsn(size_t index, uint16_t extra = 0, bool flags_on_stack = false) {
+    MapLabel m{a_.newLabel(), index, static_cast<uint16_t>(clobbered_ | extra), flags_on_stack};
     a_.bind(m.label);
     map_labels.push_back(m);
   }
 
-  void Spill(int reg, int slot) { a_.mov(Gs(ROVE_CTX(spill) + 8 * slot), G(reg)); }
-  void Unspill(int reg, int slot) { a_.mov(G(reg), Gs(ROVE_CTX(spill) + 8 * slot)); }
+  x86::Mem Slot(int reg) const { return Gs(ROVE_CTX(spill) + 8 * static_cast<size_t>(reg)); }
+  void Save(int reg) { a_.mov(Slot(reg), G(reg)); }
+  void Load(int reg) { a_.mov(G(reg), Slot(reg)); }
+  void LoadMask(uint16_t mask) {
+    for (int r = 0; r < 16; ++r)
+      if (mask & (1u << r)) Load(r);
+  }
+  // Puts the guest values of dead registers used as scratch back (before leaving the block).
+  void RestoreClobbered() {
+    LoadMask(clobbered_);
+    clobbered_ = 0;
+  }
 
   uint64_t RipMask() const {
     return mode_.code_bits == 64 ? ~0ull : (mode_.code_bits == 32 ? 0xFFFFFFFFull : 0xFFFFull);
   }
+
+  // ---- flag clobbering ----
+
+  // Whether the guest flags may be clobbered from the start of instruction `from` on: no
+  // instruction can fault before one that rewrites all arithmetic flags (faults must see the
+  // guest flags; everything is live at the block end).
+  bool FlagsDeadFrom(size_t from) const {
+    for (size_t j = from; j < insns_.size(); ++j) {
+      const Insn& in = insns_[j];
+      if (in.flags_read & kArithFlags) return false;
+      if (CanFault(in)) return false;
+      if ((in.flags_written & kArithFlags) == kArithFlags) return true;
+    }
+    return false;
+  }
+
+  // Whether the memory access of instruction `index` may use the flag-clobbering soft-TLB
+  // check: the guest flags are dead before it, its own faults find them pushed on the host
+  // stack, and no later fault can happen before they are rewritten.
+  bool FlagsPathOk(size_t index) const {
+    if (!kUseFlagsPath) return false;
+    const Insn& in = insns_[index];
+    if (in.live_before & kArithFlags) return false;
+    if ((in.flags_written & kArithFlags) == kArithFlags) return true;
+    return FlagsDeadFrom(index + 1);
+  }
+
+  static bool IsAccessKind(Kind k) {
+    return k == Kind::kMem || k == Kind::kPushReg || k == Kind::kPushImm || k == Kind::kPopReg;
+  }
+
+  // ---- scratch allocation ----
+
+  uint16_t DeadAt(size_t index) const {
+    return static_cast<uint16_t>(~insns_[index].live_regs_before & ~(1u << kRsp));
+  }
+
+  // Distance to the next read of `reg` after instruction `index`; a register the block does not
+  // read again ranks after the others, and one the block never reads at all (its reload
+  // delays nothing, even around a loop) ranks last.
+  size_t NextRead(size_t index, int reg) const {
+    for (size_t j = index + 1; j < insns_.size(); ++j)
+      if (insns_[j].regs_read & (1u << reg)) return j;
+    for (size_t j = 0; j <= index; ++j)
+      if (insns_[j].regs_read & (1u << reg)) return insns_.size() + 1;
+    return insns_.size() + 2;
+  }
+
+  // `operand`: the register appears inside the re-encoded instruction (next to its operands).
+  int Pick(size_t index, uint16_t& taken, bool low_only, bool operand, Scratch& sc,
+           bool dead_only = false) {
+    const Insn& in = insns_[index];
+    uint16_t allowed = static_cast<uint16_t>(~taken & ~(1u << kRsp));
+    if (low_only) allowed &= 0x00FF;
+    if (operand) allowed &= static_cast<uint16_t>(~in.used_regs);
+    const uint16_t dead = allowed & DeadAt(index);
+    // Dead registers already saved by an earlier instruction cost nothing; then other dead ones.
+    for (int pass = 0; pass < 2; ++pass) {
+      for (int r : kScratchOrder) {
+        const uint16_t bit = static_cast<uint16_t>(1u << r);
+        if (!(dead & bit)) continue;
+        const bool saved = (clobbered_ & bit) != 0;
+        if (pass == 0 && !saved) continue;
+        if (!saved) sc.saves |= bit;
+        taken |= bit;
+        return r;
+      }
+    }
+    if (dead_only) return -1;
+    // A live register the instruction does not use: the one whose next read is farthest.
+    const uint16_t live = allowed & static_cast<uint16_t>(~in.used_regs) & ~dead;
+    int best = -1;
+    size_t best_next = 0;
+    for (int r : kScratchOrder) {
+      if (!(live & (1u << r))) continue;
+      const size_t next = NextRead(index, r);
+      if (best < 0 || next > best_next) {
+        best = r;
+        best_next = next;
+      }
+    }
+    if (best >= 0) {
+      sc.spills |= static_cast<uint16_t>(1u << best);
+      taken |= static_cast<uint16_t>(1u << best);
+    }
+    return best;
+  }
+
+  // Plans the scratch registers of instruction `index`: s0 when `need_rsp`, s1/s2 and the
+  // soft-TLB check variant when `need_access` (flag-clobbering when `flags_ok`). Returns false
+  // when registers ran out.
+  bool Plan(size_t index, bool need_rsp, bool need_access, bool low_only, bool flags_ok,
+            Scratch& sc) {
+    uint16_t taken = static_cast<uint16_t>(1u << kRsp);
+    sc.flags_path = need_access && flags_ok;
+    if (need_access && !sc.flags_path) taken |= static_cast<uint16_t>(1u << kRcx);
+    if (need_rsp && (sc.s0 = Pick(index, taken, low_only, true, sc)) < 0) return false;
+    if (need_access) {
+      if ((sc.s1 = Pick(index, taken, low_only, false, sc)) < 0) return false;
+      if ((sc.s2 = Pick(index, taken, false, false, sc)) < 0) return false;
+      if (!sc.flags_path) {
+        const uint16_t rcx = static_cast<uint16_t>(1u << kRcx);
+        if (DeadAt(index) & rcx) {
+          if (!(clobbered_ & rcx)) sc.saves |= rcx;
+        } else {
+          sc.park = Pick(index, taken, false, false, sc, /*dead_only=*/true);
+          sc.rcx_spilled = sc.park < 0;
+        }
+      }
+    }
+    return true;
+  }
+
+  // Stores the guest values of the planned scratch registers; loads guest RSP into s0.
+  void Begin(const Scratch& sc) {
+    for (int r = 0; r < 16; ++r)
+      if ((sc.saves | sc.spills) & (1u << r)) Save(r);
+    clobbered_ |= sc.saves;
+    if (sc.s0 >= 0) a_.mov(G(sc.s0), Gs(ROVE_CTX(guest_rsp)));
+  }
+  // Registers whose guest value is in a slot while the access runs.
+  uint16_t AccessMask(const Scratch& sc) const {
+    return static_cast<uint16_t>(clobbered_ | sc.spills);
+  }
+  void End(const Scratch& sc) { LoadMask(sc.spills); }
+
+  // ---- exits and branches ----
 
   // Exit to the dispatcher with `rip` in lookup_rip and the given internal reason.
   void EmitExit(uint64_t rip, bt::InternalExit reason) {
@@ -489,28 +696,45 @@ class BlockEmitter {
     a_.jmp(impl_.runtime.exit_common);
   }
 
+  bool Chainable(uint64_t target) const {
+    const uint64_t target_linear = (target & RipMask()) + cs_base_;
+    return (target_linear & kPageMask) == (block_linear_ & kPageMask) && !mode_.single_step;
+  }
+
+  // Patchable rel32 jump (or jcc when `cc` >= 0) to a same-page guest RIP, initially to an exit
+  // stub that asks the dispatcher to chain it. Forward branches chain to the target's
+  // unchecked entry.
+  void EmitChainJump(uint64_t target, uint64_t branch_rip, int cc) {
+    target &= RipMask();
+    Label stub = a_.newLabel();
+    if (cc < 0)
+      a_.long_().jmp(stub);
+    else
+      a_.long_().emit(
+          static_cast<x86::Inst::Id>(x86::Inst::jccFromCond(static_cast<x86::CondCode>(cc))), stub);
+    Label after = a_.newLabel();
+    a_.bind(after);
+    const bt::InternalExit reason = target > branch_rip ? bt::kExitChainForward : bt::kExitChain;
+    deferred_.push_back([this, stub, after, target, reason] {
+      a_.bind(stub);
+      a_.mov(Gs(ROVE_CTX(tmp_rax)), x86::rax);
+      a_.mov(x86::rax, target);
+      a_.mov(Gs(ROVE_CTX(lookup_rip)), x86::rax);
+      a_.lea(x86::rax, x86::ptr(after));
+      a_.mov(Gs(ROVE_CTX(chain_site)), x86::rax);
+      a_.mov(Gs(ROVE_CTX(exit_reason)), static_cast<int32_t>(reason));
+      a_.jmp(impl_.runtime.exit_common);
+    });
+    chain_sites.push_back({after, target});
+  }
+
   // Direct transfer to a known guest RIP: a patchable jump when chaining is possible,
   // otherwise an inline jump-cache lookup.
-  void EmitDirectJump(uint64_t target) {
+  void EmitDirectJump(uint64_t target, uint64_t branch_rip) {
+    RestoreClobbered();
     target &= RipMask();
-    uint64_t target_linear = target + cs_base_;
-    bool same_page = (target_linear & kPageMask) == (block_linear_ & kPageMask);
-    if (same_page && !mode_.single_step) {
-      Label stub = a_.newLabel();
-      a_.long_().jmp(stub);
-      Label after = a_.newLabel();
-      a_.bind(after);
-      deferred_.push_back([this, stub, after, target] {
-        a_.bind(stub);
-        a_.mov(Gs(ROVE_CTX(tmp_rax)), x86::rax);
-        a_.mov(x86::rax, target);
-        a_.mov(Gs(ROVE_CTX(lookup_rip)), x86::rax);
-        a_.lea(x86::rax, x86::ptr(after));
-        a_.mov(Gs(ROVE_CTX(chain_site)), x86::rax);
-        a_.mov(Gs(ROVE_CTX(exit_reason)), static_cast<int32_t>(bt::kExitChain));
-        a_.jmp(impl_.runtime.exit_common);
-      });
-      chain_sites.push_back({after, target});
+    if (Chainable(target)) {
+      EmitChainJump(target, branch_rip, -1);
       return;
     }
     // lookup_rip <- target without touching a guest register: spill rcx briefly.
@@ -523,6 +747,7 @@ class BlockEmitter {
 
   // Jump to the guest RIP in ctx.lookup_rip through the jump cache. Flag-free.
   void EmitIndirectJump() {
+    RestoreClobbered();
     if (mode_.single_step) {
       a_.mov(Gs(ROVE_CTX(tmp_rax)), x86::rax);
       a_.mov(Gs(ROVE_CTX(exit_reason)), static_cast<int32_t>(bt::kExitLookup));
@@ -532,8 +757,8 @@ class BlockEmitter {
     const int s1 = kRbx, s2 = kRsi;
     const size_t jc = ROVE_CTX(jump_cache) + (mode_.view == kTlbUser ? sizeof(bt::JumpCache) : 0);
     a_.mov(Gs(ROVE_CTX(spill_rcx)), x86::rcx);
-    Spill(s1, 0);
-    Spill(s2, 1);
+    Save(s1);
+    Save(s2);
     a_.mov(G(s1), Gs(ROVE_CTX(lookup_rip)));
     a_.pext(G(s2), G(s1), Gs(ROVE_CTX(jc_index_mask)));
     a_.mov(x86::rcx, GsIndexed(jc + offsetof(bt::JumpCache, neg_rip), G(s2), 3));
@@ -541,20 +766,22 @@ class BlockEmitter {
     Label hit = a_.newLabel();
     a_.jecxz(x86::rcx, hit);
     a_.mov(x86::rcx, Gs(ROVE_CTX(spill_rcx)));
-    Unspill(s1, 0);
-    Unspill(s2, 1);
+    Load(s1);
+    Load(s2);
     a_.jmp(impl_.runtime.exit_lookup_miss);
     a_.bind(hit);
     a_.mov(x86::rcx, GsIndexed(jc + offsetof(bt::JumpCache, host), G(s2), 3));
     a_.mov(Gs(ROVE_CTX(jump_target)), x86::rcx);
     a_.mov(x86::rcx, Gs(ROVE_CTX(spill_rcx)));
-    Unspill(s1, 0);
-    Unspill(s2, 1);
+    Load(s1);
+    Load(s2);
     a_.jmp(Gs(ROVE_CTX(jump_target)));
   }
 
+  // ---- addresses ----
+
   // Computes the linear address of a memory operand into s1 (64-bit register), using s2 as a
-  // temporary and s0 as the holder of guest RSP (or -1 when RSP is not referenced).
+  // temporary and s0 as the holder of guest RSP (or -1 when RSP is not referenced). Flag-free.
   void EmitLinearAddress(const Insn& in, const ZydisDecodedOperand& op, int s1, int s2, int s0) {
     const auto& mem = op.mem;
     const int addr_bits = in.d.address_width;
@@ -598,11 +825,10 @@ class BlockEmitter {
         if (addr_bits == 16) a_.movzx(G32(s1), G16(s1));
       }
     }
-    EmitSegmentBase(in, SegmentOf(in, mem.segment), s1, s2);
+    EmitSegmentBase(SegmentOf(mem.segment), s1, s2);
   }
 
-  SegReg SegmentOf(const Insn& in, ZydisRegister seg) const {
-    (void)in;
+  static SegReg SegmentOf(ZydisRegister seg) {
     switch (seg) {
       case ZYDIS_REGISTER_ES:
         return kEs;
@@ -619,8 +845,7 @@ class BlockEmitter {
     }
   }
 
-  void EmitSegmentBase(const Insn& in, SegReg seg, int s1, int s2) {
-    (void)in;
+  void EmitSegmentBase(SegReg seg, int s1, int s2) {
     bool add;
     if (mode_.code_bits == 64)
       add = (seg == kFs || seg == kGs);
@@ -649,110 +874,125 @@ class BlockEmitter {
     }
   }
 
-  // Updates guest RSP by `delta` in the stack width.
-  void EmitRspAdjust(int tmp, int32_t delta) {
-    a_.mov(G(tmp), Gs(ROVE_CTX(guest_rsp)));
+  // Guest RSP (in s0) += delta in the stack width, committed to ctx.guest_rsp. Flag-free.
+  void EmitRspCommit(int s0, int32_t delta) {
     if (mode_.stack_bits == 64) {
-      a_.lea(G(tmp), x86::ptr(G(tmp), delta));
-      a_.mov(Gs(ROVE_CTX(guest_rsp)), G(tmp));
+      a_.lea(G(s0), x86::ptr(G(s0), delta));
+      a_.mov(Gs(ROVE_CTX(guest_rsp)), G(s0));
     } else if (mode_.stack_bits == 32) {
-      a_.lea(G32(tmp), x86::ptr(G(tmp), delta));
-      a_.mov(Gs(ROVE_CTX(guest_rsp), 4), G32(tmp));
+      a_.lea(G32(s0), x86::ptr(G(s0), delta));
+      a_.mov(Gs(ROVE_CTX(guest_rsp), 4), G32(s0));
     } else {
-      a_.lea(G32(tmp), x86::ptr(G(tmp), delta));
-      a_.mov(Gs(ROVE_CTX(guest_rsp), 2), G16(tmp));
+      a_.lea(G32(s0), x86::ptr(G(s0), delta));
+      a_.mov(Gs(ROVE_CTX(guest_rsp), 2), G16(s0));
     }
   }
 
-  // The memory access core. `address` emits the linear address into s1 (may clobber s2).
-  // `access` emits the operation on [s1] (host address). On a TLB hit the operation runs
-  // inline; otherwise the C++ slow path returns a host or bounce pointer and the same
-  // operation runs out of line. Flags: the lookup itself is flag-free (uses RCX, which must
-  // not be used by the operation; callers guarantee it by using the flagged variant).
-  void EmitAccess(size_t insn_index, int s0, int s1, int s2, uint32_t size, bool write,
-                  const std::function<void()>& address, const std::function<void()>& access,
-                  bool rcx_free, uint32_t flags_live) {
-    const size_t view = mode_.view;
-    const size_t set = ROVE_CTX(tlb) + view * sizeof(TlbSet);
+  // The memory access core. `address` emits the linear address into s1 (may clobber s2; s0
+  // holds guest RSP). `access` emits the operation on [s1] (host address). On a soft-TLB hit
+  // the operation runs inline; otherwise the C++ slow path returns a host or bounce pointer and
+  // the same operation runs out of line. The check clobbers RFLAGS only on the flags path,
+  // where the guest flags stay pushed on the host stack until the access is done.
+  void EmitAccess(size_t index, const Scratch& sc, uint32_t size, bool write,
+                  const std::function<void()>& address, const std::function<void()>& access) {
+    const int s0 = sc.s0, s1 = sc.s1, s2 = sc.s2;
+    const size_t set = ROVE_CTX(tlb) + mode_.view * sizeof(TlbSet) + offsetof(TlbSet, entry);
     const size_t tag =
-        set + (write ? offsetof(TlbSet, write_neg_tag) : offsetof(TlbSet, read_neg_tag));
-    const size_t addend = set + offsetof(TlbSet, addend);
+        set + (write ? offsetof(TlbEntry, write_neg_tag) : offsetof(TlbEntry, read_neg_tag));
     Label slow = a_.newLabel();
     Label resume = a_.newLabel();
-    Spill(s1, 0);
-    Spill(s2, 1);
+    Begin(sc);
     address();
-    a_.pext(G(s2), G(s1), Gs(ROVE_CTX(tlb_index_mask)));
-    bool pushed = false;
-    if (rcx_free) {
-      a_.mov(Gs(ROVE_CTX(spill_rcx)), x86::rcx);
+    const uint16_t mask = AccessMask(sc);
+    if (sc.flags_path) {
+      a_.pushfq();
+      if (static_cast<int64_t>(index) == check_at_) {
+        // The block's exit-request check, here where the guest flags are already saved and
+        // the state is precise: an exit resumes at this instruction.
+        Label stub = a_.newLabel();
+        a_.cmp(Gs(ROVE_CTX(exit_request)), 0);
+        a_.jne(stub);
+        const uint64_t rip = insns_[index].rip;
+        deferred_.push_back([this, stub, rip, mask] {
+          a_.bind(stub);
+          a_.popfq();
+          LoadMask(mask);
+          EmitExit(rip, bt::kExitRequest);
+        });
+      }
+      a_.rorx(G(s2), G(s1), 12 - kTlbEntryShift);
+      a_.and_(G32(s2), static_cast<int32_t>((kTlbEntries - 1) << kTlbEntryShift));
+      a_.add(G(s1), GsIndexed(tag, G(s2), 0));
+      a_.cmp(G(s1), static_cast<int32_t>(kPageSize - size));
+      a_.ja(slow);
+      a_.add(G(s1), GsIndexed(set + offsetof(TlbEntry, host_page), G(s2), 0));
+      MarkInsn(index, mask, true);
+      access();
+      a_.lea(x86::rsp, x86::ptr(x86::rsp, 8));
+    } else {
+      auto park = [&] {
+        if (sc.park >= 0)
+          a_.mov(G(sc.park), x86::rcx);
+        else if (sc.rcx_spilled)
+          a_.mov(Gs(ROVE_CTX(spill_rcx)), x86::rcx);
+      };
+      auto unpark = [&] {
+        if (sc.park >= 0)
+          a_.mov(x86::rcx, G(sc.park));
+        else if (sc.rcx_spilled)
+          a_.mov(x86::rcx, Gs(ROVE_CTX(spill_rcx)));
+      };
+      a_.pext(G(s2), G(s1), Gs(ROVE_CTX(tlb_index_mask)));
+      a_.lea(G(s2), x86::ptr_abs(0, G(s2), 2));  // entry index * 4 (scaled by 8 below)
+      park();
       a_.mov(x86::rcx, GsIndexed(tag, G(s2), 3));
       a_.lea(x86::rcx, x86::ptr(x86::rcx, G(s1), 0, static_cast<int32_t>(size - 1)));
       a_.pext(x86::rcx, x86::rcx, Gs(ROVE_CTX(page_hi_mask)));
       Label hit = a_.newLabel();
       a_.jecxz(x86::rcx, hit);
-      a_.mov(x86::rcx, Gs(ROVE_CTX(spill_rcx)));
+      unpark();
       a_.jmp(slow);
       a_.bind(hit);
-      a_.mov(x86::rcx, GsIndexed(addend, G(s2), 3));
+      a_.mov(x86::rcx, GsIndexed(set + offsetof(TlbEntry, addend), G(s2), 3));
       a_.lea(G(s1), x86::ptr(G(s1), x86::rcx));
-      a_.mov(x86::rcx, Gs(ROVE_CTX(spill_rcx)));
-    } else {
-      // RCX belongs to the operation: use a flag-based compare, preserving live flags.
-      if (flags_live) {
-        a_.pushfq();
-        pushed = true;
-      }
-      // s2 = index; compute (last byte) + neg_tag into s2's partner: reuse the spill slot
-      // trick: s1 += size-1 + neg_tag, check, then undo.
-      a_.add(G(s1), GsIndexed(tag, G(s2), 3));
-      a_.add(G(s1), static_cast<int32_t>(size - 1));
-      a_.cmp(G(s1), static_cast<int32_t>(kPageSize - 1));
-      Label hit = a_.newLabel();
-      a_.jbe(hit);
-      if (pushed) a_.popfq();
-      a_.jmp(slow);
-      a_.bind(hit);
-      a_.sub(G(s1), static_cast<int32_t>(size - 1));
-      a_.sub(G(s1), GsIndexed(tag, G(s2), 3));
-      a_.add(G(s1), GsIndexed(addend, G(s2), 3));
-      if (pushed) a_.popfq();
+      unpark();
+      MarkInsn(index, mask);
+      access();
     }
-    MarkInsn(insn_index, s0, s1, s2);
-    access();
-    if (s0 >= 0) Unspill(s0, 2);
-    Unspill(s2, 1);
-    Unspill(s1, 0);
+    End(sc);
     a_.bind(resume);
 
+    // Registers to put back before calling C++: every guest value held in a slot. After a
+    // write, the post call may leave the block: registers this instruction wrote are final.
+    const uint16_t pre_mask = mask;
+    const uint16_t post_mask =
+        static_cast<uint16_t>(clobbered_ & ~insns_[index].regs_killed & ~sc.spills);
+    const bool flags_path = sc.flags_path;
+    const uint16_t spills = sc.spills;
     deferred_.push_back([=, this] {
       a_.bind(slow);
       address();
       a_.mov(Gs(ROVE_CTX(mem_va)), G(s1));
-      if (s0 >= 0) Unspill(s0, 2);
-      Unspill(s2, 1);
-      Unspill(s1, 0);
+      if (flags_path) a_.popfq();
+      LoadMask(pre_mask);
       a_.call(impl_.runtime.thunk_mem_slow);
       Label ret = a_.newLabel();
       a_.bind(ret);
-      site_labels.push_back({ret, size, static_cast<uint8_t>(write ? 1 : 0), insn_index, false});
-      Spill(s1, 0);
-      Spill(s2, 1);
-      if (s0 >= 0) {
-        Spill(s0, 2);
-        a_.mov(G(s0), Gs(ROVE_CTX(guest_rsp)));
-      }
+      site_labels.push_back({ret, size, static_cast<uint8_t>(write ? 1 : 0), index, false});
+      if (s0 >= 0) a_.mov(G(s0), Gs(ROVE_CTX(guest_rsp)));
       a_.mov(G(s1), Gs(ROVE_CTX(mem_host)));
-      MarkInsn(insn_index, s0, s1, s2);
+      const uint16_t saved_clobbered = clobbered_;
+      clobbered_ = 0;
+      MarkInsn(index, pre_mask);
+      clobbered_ = saved_clobbered;
       access();
-      if (s0 >= 0) Unspill(s0, 2);
-      Unspill(s2, 1);
-      Unspill(s1, 0);
+      LoadMask(spills);
       if (write) {
+        LoadMask(post_mask);
         a_.call(impl_.runtime.thunk_mem_post);
         Label post = a_.newLabel();
         a_.bind(post);
-        site_labels.push_back({post, size, 1, insn_index, true});
+        site_labels.push_back({post, size, 1, index, true});
       }
       a_.jmp(resume);
     });
@@ -769,9 +1009,17 @@ class BlockEmitter {
   void EmitJcc(size_t index);
   void EmitLoop(size_t index);
   void EmitIdent(size_t index);
+  void EmitFallback(size_t index) {
+    RestoreClobbered();
+    MarkInsn(index);
+    EmitExit(insns_[index].rip, bt::kExitEmulate);
+  }
 
   // Loads an indirect branch target (register or memory operand) into ctx.lookup_rip.
-  void EmitLoadTarget(size_t index);
+  bool EmitLoadTarget(size_t index);
+
+  static constexpr bool kUseFlagsPath = true;
+  int64_t check_at_ = -1;  // instruction whose flag-clobbering access holds the exit check
 
   BtCpu::Impl& impl_;
   bt::TransMode mode_;
@@ -781,22 +1029,78 @@ class BlockEmitter {
   CodeHolder code_;
   x86::Assembler a_;
   std::vector<std::function<void()>> deferred_;
+  uint16_t clobbered_ = 0;  // dead registers used as scratch whose guest value is in their slot
 };
 
 void BlockEmitter::Emit() {
-  // Exit-request check at block entry, flag-free.
   MarkInsn(0);
-  {
+  unchecked = a_.newLabel();
+  // The exit-request check: in the first flag-clobbering memory access when there is one (its
+  // guest flags are pushed anyway), else at the block entry. Every path through the block
+  // passes it or leaves the block.
+  for (size_t i = 0; i < insns_.size(); ++i) {
+    if (IsAccessKind(insns_[i].kind) && FlagsPathOk(i)) {
+      check_at_ = static_cast<int64_t>(i);
+      break;
+    }
+  }
+  if (check_at_ >= 0) {
+    // Chained forward branches enter at the start too; the check costs two instructions.
+  } else if (FlagsDeadFrom(0)) {
+    Label stub = a_.newLabel();
+    a_.cmp(Gs(ROVE_CTX(exit_request)), 0);
+    a_.jne(stub);
+    const uint64_t rip = insns_[0].rip;
+    deferred_.push_back([this, stub, rip] {
+      a_.bind(stub);
+      EmitExit(rip, bt::kExitRequest);
+    });
+  } else {
+    // Flag-free: JRCXZ. RCX goes to its slot when dead (reloading a dead register delays
+    // nothing), else into a dead register, else through ctx.spill_rcx.
+    const uint16_t dead = DeadAt(0);
+    int park = -1;
+    if (!(dead & (1u << kRcx))) {
+      for (int r : kScratchOrder)
+        if (r != kRcx && (dead & (1u << r))) {
+          park = r;
+          break;
+        }
+    }
     Label go = a_.newLabel();
-    a_.mov(Gs(ROVE_CTX(spill_rcx)), x86::rcx);
+    auto save = [&] {
+      if (dead & (1u << kRcx)) {
+        Save(kRcx);
+      } else if (park >= 0) {
+        Save(park);
+        a_.mov(G(park), x86::rcx);
+      } else {
+        a_.mov(Gs(ROVE_CTX(spill_rcx)), x86::rcx);
+      }
+    };
+    auto restore = [&] {
+      if (dead & (1u << kRcx)) {
+        Load(kRcx);
+      } else if (park >= 0) {
+        a_.mov(x86::rcx, G(park));
+        Load(park);
+      } else {
+        a_.mov(x86::rcx, Gs(ROVE_CTX(spill_rcx)));
+      }
+    };
+    save();
     a_.mov(x86::rcx, Gs(ROVE_CTX(exit_request)));
     a_.jecxz(x86::rcx, go);
-    a_.mov(x86::rcx, Gs(ROVE_CTX(spill_rcx)));
+    restore();
     EmitExit(insns_[0].rip, bt::kExitRequest);
     a_.bind(go);
-    a_.mov(x86::rcx, Gs(ROVE_CTX(spill_rcx)));
+    restore();
   }
-  for (size_t i = 0; i < insns_.size(); ++i) EmitInsn(i);
+  a_.bind(unchecked);
+  for (size_t i = 0; i < insns_.size(); ++i) {
+    EmitInsn(i);
+    clobbered_ &= static_cast<uint16_t>(~insns_[i].regs_killed);
+  }
   const Insn& last = insns_.back();
   switch (last.kind) {
     case Kind::kJmpRel:
@@ -809,7 +1113,7 @@ void BlockEmitter::Emit() {
     case Kind::kEmulate:
       break;
     default:
-      EmitDirectJump(last.next_rip);
+      EmitDirectJump(last.next_rip, last.rip);
       break;
   }
   for (size_t i = 0; i < deferred_.size(); ++i) deferred_[i]();
@@ -846,7 +1150,7 @@ void BlockEmitter::EmitInsn(size_t index) {
       break;
     case Kind::kJmpRel:
       MarkInsn(index);
-      EmitDirectJump(in.next_rip + in.ops[0].imm.value.s);
+      EmitDirectJump(in.next_rip + in.ops[0].imm.value.s, in.rip);
       break;
     case Kind::kJmpInd:
       EmitJmpInd(index);
@@ -858,8 +1162,7 @@ void BlockEmitter::EmitInsn(size_t index) {
       EmitLoop(index);
       break;
     case Kind::kEmulate:
-      MarkInsn(index);
-      EmitExit(in.rip, bt::kExitEmulate);
+      EmitFallback(index);
       break;
   }
 }
@@ -871,132 +1174,121 @@ void BlockEmitter::EmitIdent(size_t index) {
     a_.embed(in.bytes, in.d.length);
     return;
   }
-  uint32_t taken = in.used_regs | (1u << kRsp) | (1u << kRcx);
-  int s0 = in.uses_rsp ? PickScratch(taken, in.uses_high_byte) : -1;
+  Scratch sc;
   Reencoded enc;
-  if (!Reencode(in, -1, s0, enc)) {
-    MarkInsn(index);
-    EmitExit(in.rip, bt::kExitEmulate);
+  if (!Plan(index, in.uses_rsp, false, in.uses_high_byte, false, sc) ||
+      !Reencode(in, -1, sc.s0, enc)) {
+    EmitFallback(index);
     return;
   }
-  if (s0 >= 0) {
-    Spill(s0, 2);
-    a_.mov(G(s0), Gs(ROVE_CTX(guest_rsp)));
-  }
-  MarkInsn(index, s0);
+  Begin(sc);
+  MarkInsn(index, sc.spills);
   a_.embed(enc.bytes, enc.length);
-  if (s0 >= 0) {
-    if (in.writes_rsp) a_.mov(Gs(ROVE_CTX(guest_rsp)), G(s0));
-    Unspill(s0, 2);
-  }
+  if (sc.s0 >= 0 && in.writes_rsp) a_.mov(Gs(ROVE_CTX(guest_rsp)), G(sc.s0));
+  End(sc);
 }
 
 void BlockEmitter::EmitMem(size_t index) {
   Insn& in = insns_[index];
   const auto& op = in.ops[in.mem_index];
-  uint32_t taken = in.used_regs | (1u << kRsp) | (1u << kRcx);
-  bool low = in.uses_high_byte;
-  int s0 = in.uses_rsp ? PickScratch(taken, low) : -1;
-  int s1 = PickScratch(taken, low);
-  int s2 = PickScratch(taken, low);
-  bool rcx_free = !(in.used_regs & (1u << kRcx));
+  Scratch sc;
   Reencoded enc;
-  if (s1 < 0 || s2 < 0 || !Reencode(in, s1, s0, enc)) {
-    MarkInsn(index);
-    EmitExit(in.rip, bt::kExitEmulate);
+  if (!Plan(index, in.uses_rsp, true, in.uses_high_byte, FlagsPathOk(index), sc) ||
+      !Reencode(in, sc.s1, sc.s0, enc)) {
+    EmitFallback(index);
     return;
   }
   bool write = (op.actions & ZYDIS_OPERAND_ACTION_MASK_WRITE) != 0;
   uint32_t size = std::max<uint32_t>(1, op.size / 8);
   if (size > bt::kBounceBytes) {
-    MarkInsn(index);
-    EmitExit(in.rip, bt::kExitEmulate);
+    EmitFallback(index);
     return;
   }
-  if (s0 >= 0) {
-    Spill(s0, 2);
-    a_.mov(G(s0), Gs(ROVE_CTX(guest_rsp)));
-  }
   const Insn* pin = &in;
+  const int s0 = sc.s0, s1 = sc.s1, s2 = sc.s2;
   EmitAccess(
-      index, s0, s1, s2, size, write,
+      index, sc, size, write,
       [this, pin, s0, s1, s2] { EmitLinearAddress(*pin, pin->ops[pin->mem_index], s1, s2, s0); },
       [this, enc, pin, s0] {
         a_.embed(enc.bytes, enc.length);
         if (s0 >= 0 && pin->writes_rsp) a_.mov(Gs(ROVE_CTX(guest_rsp)), G(s0));
-      },
-      rcx_free, in.live_before);
+      });
 }
 
 void BlockEmitter::EmitLea(size_t index) {
   Insn& in = insns_[index];
   const auto& op = in.ops[1];
   int dst = GprId(in.ops[0].reg.value);
-  uint32_t taken = in.used_regs | (1u << kRsp) | (1u << kRcx);
-  int s0 = in.uses_rsp ? PickScratch(taken, false) : -1;
-  int s1 = PickScratch(taken, false);
   if (mode_.code_bits == 64 && !in.uses_rsp && op.mem.base != ZYDIS_REGISTER_RIP) {
     MarkInsn(index);
     a_.embed(in.bytes, in.d.length);
     return;
   }
-  if (s0 >= 0) {
-    Spill(s0, 2);
-    a_.mov(G(s0), Gs(ROVE_CTX(guest_rsp)));
+  Scratch sc;
+  if (!Plan(index, in.uses_rsp, false, false, false, sc)) {
+    EmitFallback(index);
+    return;
   }
-  Spill(s1, 0);
-  MarkInsn(index, s0, s1);
+  // The result register: the destination itself when it is written whole, else a scratch.
+  int s1 = dst;
+  if (dst == kRsp || in.ops[0].size < 32) {
+    uint16_t taken = static_cast<uint16_t>((1u << kRsp) | (sc.s0 >= 0 ? 1u << sc.s0 : 0));
+    if ((s1 = Pick(index, taken, false, true, sc)) < 0) {
+      EmitFallback(index);
+      return;
+    }
+  }
+  Begin(sc);
+  MarkInsn(index, sc.spills);
   // Effective address only (LEA ignores segments): compute with a copy of the operand that
   // has no segment base added.
   ZydisDecodedOperand plain = op;
   plain.mem.segment = ZYDIS_REGISTER_DS;
   bt::TransMode saved = mode_;
   mode_.add_seg_base = false;
-  int code_bits = mode_.code_bits;
   mode_.code_bits = 64;  // suppress any FS/GS base addition
-  EmitLinearAddress(in, plain, s1, s1, s0);
-  mode_.code_bits = static_cast<uint8_t>(code_bits);
+  EmitLinearAddress(in, plain, s1, s1, sc.s0);
   mode_ = saved;
-  switch (in.ops[0].size) {
-    case 64:
-      a_.mov(G(dst == kRsp ? s0 : dst), G(s1));
-      break;
-    case 32:
-      a_.mov(G32(dst == kRsp ? s0 : dst), G32(s1));
-      break;
-    default:
-      a_.mov(G16(dst == kRsp ? s0 : dst), G16(s1));
-      break;
+  const int out = dst == kRsp ? sc.s0 : dst;
+  if (out != s1 || in.ops[0].size != 64) {
+    switch (in.ops[0].size) {
+      case 64:
+        a_.mov(G(out), G(s1));
+        break;
+      case 32:
+        a_.mov(G32(out), G32(s1));
+        break;
+      default:
+        a_.mov(G16(out), G16(s1));
+        break;
+    }
   }
-  if (dst == kRsp) a_.mov(Gs(ROVE_CTX(guest_rsp)), G(s0));
-  Unspill(s1, 0);
-  if (s0 >= 0) Unspill(s0, 2);
+  if (dst == kRsp) a_.mov(Gs(ROVE_CTX(guest_rsp)), G(sc.s0));
+  End(sc);
 }
 
 void BlockEmitter::EmitPush(size_t index) {
   Insn& in = insns_[index];
   uint32_t size = in.d.operand_width / 8;
-  uint32_t taken = in.used_regs | (1u << kRsp) | (1u << kRcx);
-  int s0 = PickScratch(taken, false);
-  int s1 = PickScratch(taken, false);
-  int s2 = PickScratch(taken, false);
-  Spill(s0, 2);
-  a_.mov(G(s0), Gs(ROVE_CTX(guest_rsp)));
+  Scratch sc;
+  if (!Plan(index, true, true, false, FlagsPathOk(index), sc)) {
+    EmitFallback(index);
+    return;
+  }
   const Insn* pin = &in;
+  const int s0 = sc.s0, s1 = sc.s1, s2 = sc.s2;
   EmitAccess(
-      index, s0, s1, s2, size, true,
+      index, sc, size, true,
       [this, s0, s1, s2, size] { EmitStackAddress(s1, s2, s0, -static_cast<int32_t>(size)); },
-      [this, pin, s0, s1, s2, size] {
+      [this, pin, s0, s1, size] {
         if (pin->kind == Kind::kPushImm) {
           int64_t v = pin->ops[0].imm.value.s;
-          if (size == 8) {
-            a_.mov(G(s2), static_cast<uint64_t>(v));
-            a_.mov(x86::qword_ptr(G(s1)), G(s2));
-          } else if (size == 4) {
+          if (size == 8)
+            a_.mov(x86::qword_ptr(G(s1)), static_cast<int32_t>(v));
+          else if (size == 4)
             a_.mov(x86::dword_ptr(G(s1)), static_cast<int32_t>(v));
-          } else {
+          else
             a_.mov(x86::word_ptr(G(s1)), static_cast<int32_t>(v & 0xFFFF));
-          }
         } else {
           int r = GprId(pin->ops[0].reg.value);
           if (r == kRsp) r = s0;
@@ -1007,62 +1299,48 @@ void BlockEmitter::EmitPush(size_t index) {
           else
             a_.mov(x86::word_ptr(G(s1)), G16(r));
         }
-      },
-      true, in.live_before);
-  // EmitAccess restored s0..s2; now commit the new RSP.
-  Spill(s0, 2);
-  EmitRspAdjust(s0, -static_cast<int32_t>(size));
-  Unspill(s0, 2);
+        EmitRspCommit(s0, -static_cast<int32_t>(size));
+      });
 }
 
 void BlockEmitter::EmitPop(size_t index) {
   Insn& in = insns_[index];
   uint32_t size = in.d.operand_width / 8;
   int dst = GprId(in.ops[0].reg.value);
-  uint32_t taken = in.used_regs | (1u << kRsp) | (1u << kRcx);
-  int s0 = PickScratch(taken, false);
-  int s1 = PickScratch(taken, false);
-  int s2 = PickScratch(taken, false);
-  Spill(s0, 2);
-  a_.mov(G(s0), Gs(ROVE_CTX(guest_rsp)));
-  EmitAccess(
-      index, s0, s1, s2, size, false, [this, s0, s1, s2] { EmitStackAddress(s1, s2, s0, 0); },
-      [this, s1, s2, size] {
-        // Value to ctx.jump_target for now: dst may be one of the spilled registers' peers.
-        if (size == 8)
-          a_.mov(G(s2), x86::qword_ptr(G(s1)));
-        else if (size == 4)
-          a_.mov(G32(s2), x86::dword_ptr(G(s1)));
-        else
-          a_.movzx(G32(s2), x86::word_ptr(G(s1)));
-        a_.mov(Gs(ROVE_CTX(jump_target)), G(s2));
-      },
-      true, in.live_before);
-  if (dst == kRsp) {
-    // POP RSP: RSP = value read (the increment is overwritten).
-    Spill(s0, 2);
-    a_.mov(G(s0), Gs(ROVE_CTX(jump_target)));
-    if (size == 8)
-      a_.mov(Gs(ROVE_CTX(guest_rsp)), G(s0));
-    else if (size == 4)
-      a_.mov(Gs(ROVE_CTX(guest_rsp), 4), G32(s0));
-    else
-      a_.mov(Gs(ROVE_CTX(guest_rsp), 2), G16(s0));
-    Unspill(s0, 2);
+  Scratch sc;
+  if (!Plan(index, true, true, false, FlagsPathOk(index), sc)) {
+    EmitFallback(index);
     return;
   }
-  Spill(s0, 2);
-  EmitRspAdjust(s0, static_cast<int32_t>(size));
-  Unspill(s0, 2);
-  if (size == 8)
-    a_.mov(G(dst), Gs(ROVE_CTX(jump_target)));
-  else if (size == 4)
-    a_.mov(G32(dst), Gs(ROVE_CTX(jump_target), 4));
-  else
-    a_.mov(G16(dst), Gs(ROVE_CTX(jump_target), 2));
+  const int s0 = sc.s0, s1 = sc.s1, s2 = sc.s2;
+  EmitAccess(
+      index, sc, size, false, [this, s0, s1, s2] { EmitStackAddress(s1, s2, s0, 0); },
+      [this, s0, s1, size, dst] {
+        if (dst == kRsp) {
+          // POP RSP: RSP = value read (the increment is overwritten).
+          if (size == 8) {
+            a_.mov(G(s0), x86::qword_ptr(G(s1)));
+            a_.mov(Gs(ROVE_CTX(guest_rsp)), G(s0));
+          } else if (size == 4) {
+            a_.mov(G32(s0), x86::dword_ptr(G(s1)));
+            a_.mov(Gs(ROVE_CTX(guest_rsp), 4), G32(s0));
+          } else {
+            a_.mov(G16(s0), x86::word_ptr(G(s1)));
+            a_.mov(Gs(ROVE_CTX(guest_rsp), 2), G16(s0));
+          }
+          return;
+        }
+        if (size == 8)
+          a_.mov(G(dst), x86::qword_ptr(G(s1)));
+        else if (size == 4)
+          a_.mov(G32(dst), x86::dword_ptr(G(s1)));
+        else
+          a_.mov(G16(dst), x86::word_ptr(G(s1)));
+        EmitRspCommit(s0, static_cast<int32_t>(size));
+      });
 }
 
-void BlockEmitter::EmitLoadTarget(size_t index) {
+bool BlockEmitter::EmitLoadTarget(size_t index) {
   Insn& in = insns_[index];
   const auto& op = in.ops[0];
   uint32_t width = in.d.operand_width;
@@ -1085,19 +1363,17 @@ void BlockEmitter::EmitLoadTarget(size_t index) {
       a_.mov(Gs(ROVE_CTX(lookup_rip)), x86::rcx);
     }
     if (r == kRcx || width != 64) a_.mov(x86::rcx, Gs(ROVE_CTX(spill_rcx)));
-    return;
+    return true;
   }
-  uint32_t taken = in.used_regs | (1u << kRsp) | (1u << kRcx);
-  int s0 = in.uses_rsp ? PickScratch(taken, false) : -1;
-  int s1 = PickScratch(taken, false);
-  int s2 = PickScratch(taken, false);
-  if (s0 >= 0) {
-    Spill(s0, 2);
-    a_.mov(G(s0), Gs(ROVE_CTX(guest_rsp)));
+  Scratch sc;
+  if (!Plan(index, in.uses_rsp, true, false, false, sc)) {
+    EmitFallback(index);
+    return false;
   }
   const Insn* pin = &in;
+  const int s0 = sc.s0, s1 = sc.s1, s2 = sc.s2;
   EmitAccess(
-      index, s0, s1, s2, width / 8, false,
+      index, sc, width / 8, false,
       [this, pin, s0, s1, s2] { EmitLinearAddress(*pin, pin->ops[0], s1, s2, s0); },
       [this, s1, s2, width] {
         if (width == 64)
@@ -1107,29 +1383,30 @@ void BlockEmitter::EmitLoadTarget(size_t index) {
         else
           a_.movzx(G32(s2), x86::word_ptr(G(s1)));
         a_.mov(Gs(ROVE_CTX(lookup_rip)), G(s2));
-      },
-      true, in.live_before);
+      });
+  return true;
 }
 
 void BlockEmitter::EmitCall(size_t index) {
   Insn& in = insns_[index];
-  if (in.kind == Kind::kCallInd)
-    EmitLoadTarget(index);
-  else
+  if (in.kind == Kind::kCallInd) {
+    if (!EmitLoadTarget(index)) return;
+  } else {
     MarkInsn(index);
+  }
   // Push the return address.
   uint32_t size = mode_.code_bits == 64 ? 8 : in.d.operand_width / 8;
   uint64_t ret = in.next_rip;
-  uint32_t taken = in.used_regs | (1u << kRsp) | (1u << kRcx);
-  int s0 = PickScratch(taken, false);
-  int s1 = PickScratch(taken, false);
-  int s2 = PickScratch(taken, false);
-  Spill(s0, 2);
-  a_.mov(G(s0), Gs(ROVE_CTX(guest_rsp)));
+  Scratch sc;
+  if (!Plan(index, true, true, false, false, sc)) {
+    EmitFallback(index);
+    return;
+  }
+  const int s0 = sc.s0, s1 = sc.s1, s2 = sc.s2;
   EmitAccess(
-      index, s0, s1, s2, size, true,
+      index, sc, size, true,
       [this, s0, s1, s2, size] { EmitStackAddress(s1, s2, s0, -static_cast<int32_t>(size)); },
-      [this, s1, s2, size, ret] {
+      [this, s0, s1, s2, size, ret] {
         a_.mov(G(s2), ret);
         if (size == 8)
           a_.mov(x86::qword_ptr(G(s1)), G(s2));
@@ -1137,17 +1414,11 @@ void BlockEmitter::EmitCall(size_t index) {
           a_.mov(x86::dword_ptr(G(s1)), G32(s2));
         else
           a_.mov(x86::word_ptr(G(s1)), G16(s2));
-      },
-      true, kArithFlags);
-  Spill(s0, 2);
-  EmitRspAdjust(s0, -static_cast<int32_t>(size));
-  Unspill(s0, 2);
+        EmitRspCommit(s0, -static_cast<int32_t>(size));
+      });
   if (in.kind == Kind::kCallRel) {
-    EmitDirectJump(in.next_rip + in.ops[0].imm.value.s);
+    EmitDirectJump(in.next_rip + in.ops[0].imm.value.s, in.rip);
   } else {
-    if (mode_.code_bits != 64 && in.d.operand_width == 16) {
-      // 16-bit indirect targets were zero-extended when loaded.
-    }
     EmitIndirectJump();
   }
 }
@@ -1159,16 +1430,16 @@ void BlockEmitter::EmitRet(size_t index) {
   int32_t extra = 0;
   if (in.d.operand_count_visible > 0 && in.ops[0].type == ZYDIS_OPERAND_TYPE_IMMEDIATE)
     extra = static_cast<int32_t>(in.ops[0].imm.value.u & 0xFFFF);
-  uint32_t taken = (1u << kRsp) | (1u << kRcx);
-  int s0 = PickScratch(taken, false);
-  int s1 = PickScratch(taken, false);
-  int s2 = PickScratch(taken, false);
+  Scratch sc;
+  if (!Plan(index, true, true, false, false, sc)) {
+    EmitFallback(index);
+    return;
+  }
   MarkInsn(index);
-  Spill(s0, 2);
-  a_.mov(G(s0), Gs(ROVE_CTX(guest_rsp)));
+  const int s0 = sc.s0, s1 = sc.s1, s2 = sc.s2;
   EmitAccess(
-      index, s0, s1, s2, size, false, [this, s0, s1, s2] { EmitStackAddress(s1, s2, s0, 0); },
-      [this, s1, s2, size] {
+      index, sc, size, false, [this, s0, s1, s2] { EmitStackAddress(s1, s2, s0, 0); },
+      [this, s0, s1, s2, size, extra] {
         if (size == 8)
           a_.mov(G(s2), x86::qword_ptr(G(s1)));
         else if (size == 4)
@@ -1176,36 +1447,41 @@ void BlockEmitter::EmitRet(size_t index) {
         else
           a_.movzx(G32(s2), x86::word_ptr(G(s1)));
         a_.mov(Gs(ROVE_CTX(lookup_rip)), G(s2));
-      },
-      true, kArithFlags);
-  Spill(s0, 2);
-  EmitRspAdjust(s0, static_cast<int32_t>(size) + extra);
-  Unspill(s0, 2);
+        EmitRspCommit(s0, static_cast<int32_t>(size) + extra);
+      });
   EmitIndirectJump();
 }
 
 void BlockEmitter::EmitJmpInd(size_t index) {
-  EmitLoadTarget(index);
+  if (!EmitLoadTarget(index)) return;
   EmitIndirectJump();
 }
 
 void BlockEmitter::EmitJcc(size_t index) {
   Insn& in = insns_[index];
   MarkInsn(index);
-  uint64_t taken_rip = in.next_rip + in.ops[0].imm.value.s;
-  Label taken = a_.newLabel();
+  RestoreClobbered();
+  const uint64_t taken_rip = (in.next_rip + in.ops[0].imm.value.s) & RipMask();
   // Host Jcc with the same condition code: (opcode & 0xF) of the short or near form.
-  uint8_t cc = in.d.opcode & 0x0F;
+  const int cc = in.d.opcode & 0x0F;
+  if (Chainable(taken_rip)) {
+    // jcc rel32 straight to the taken target (patched when chained), then the fall-through.
+    EmitChainJump(taken_rip, in.rip, cc);
+    EmitDirectJump(in.next_rip, in.rip);
+    return;
+  }
+  Label taken = a_.newLabel();
   a_.emit(static_cast<x86::Inst::Id>(x86::Inst::jccFromCond(static_cast<x86::CondCode>(cc))),
           taken);
-  EmitDirectJump(in.next_rip);
+  EmitDirectJump(in.next_rip, in.rip);
   a_.bind(taken);
-  EmitDirectJump(taken_rip);
+  EmitDirectJump(taken_rip, in.rip);
 }
 
 void BlockEmitter::EmitLoop(size_t index) {
   Insn& in = insns_[index];
   MarkInsn(index);
+  RestoreClobbered();
   uint64_t taken_rip = in.next_rip + in.ops[0].imm.value.s;
   const int addr_bits = in.d.address_width;
   Label taken = a_.newLabel();
@@ -1255,9 +1531,9 @@ void BlockEmitter::EmitLoop(size_t index) {
   else if (m == ZYDIS_MNEMONIC_LOOPNE)
     a_.jz(fall);
   a_.bind(taken);
-  EmitDirectJump(taken_rip);
+  EmitDirectJump(taken_rip, in.rip);
   a_.bind(fall);
-  EmitDirectJump(in.next_rip);
+  EmitDirectJump(in.next_rip, in.rip);
 }
 
 }  // namespace
@@ -1369,12 +1645,19 @@ bt::Block* BtCpu::Impl::Translate(const bt::TransMode& mode, uint64_t linear, ui
       break;
     }
   }
-  // Flag liveness, backwards; everything is live at the block end.
+  // Flag and register liveness, backwards; everything is live at the block end.
   uint32_t live = kArithFlags;
+  uint16_t live_regs = 0xFFFF;
   for (size_t i = insns.size(); i-- > 0;) {
     Insn& in = insns[i];
     in.live_before = (live & ~in.flags_written) | in.flags_read;
     live = in.live_before;
+    if (in.kind == Kind::kEmulate) {
+      in.live_regs_before = 0xFFFF;  // the emulator may read anything
+    } else {
+      in.live_regs_before = static_cast<uint16_t>((live_regs & ~in.regs_killed) | in.regs_read);
+    }
+    live_regs = in.live_regs_before;
   }
 
   auto block = std::make_unique<bt::Block>();
@@ -1408,7 +1691,8 @@ bt::Block* BtCpu::Impl::Translate(const bt::TransMode& mode, uint64_t linear, ui
     e.host_offset = static_cast<uint32_t>(code.labelOffsetFromBase(m.label));
     e.guest_rip = in.rip;
     e.next_rip = in.next_rip;
-    std::memcpy(e.spilled, m.spilled, 3);
+    e.saved_regs = m.saved;
+    e.flags_on_stack = m.flags_on_stack;
     block->insns.push_back(e);
   }
   std::stable_sort(block->insns.begin(), block->insns.end(),
@@ -1427,8 +1711,13 @@ bt::Block* BtCpu::Impl::Translate(const bt::TransMode& mode, uint64_t linear, ui
   }
   std::sort(block->mem_sites.begin(), block->mem_sites.end(),
             [](const auto& x, const auto& y) { return x.return_offset < y.return_offset; });
+  block->unchecked_offset = static_cast<uint32_t>(code.labelOffsetFromBase(emitter.unchecked));
   for (const auto& c : emitter.chain_sites) {
-    (void)c;
+    // Chaining patches the rel32 that ends at `after`: it must be a near jmp or jcc.
+    const size_t after = code.labelOffsetFromBase(c.after);
+    const bool jmp32 = after >= 5 && dest[after - 5] == 0xE9;
+    const bool jcc32 = after >= 6 && dest[after - 6] == 0x0F && (dest[after - 5] & 0xF0) == 0x80;
+    if (!jmp32 && !jcc32) throw std::logic_error("translator: chain site is not a rel32 jump");
   }
   stats.blocks_translated++;
   stats.instructions_translated += insns.size();

@@ -92,10 +92,17 @@ void FaultHandler(int sig, siginfo_t* info, void* uc_void) {
     if (it != block->insns.begin()) {
       --it;
       guest_rip = it->guest_rip;
-      for (int slot = 0; slot < 3; ++slot) {
-        uint8_t reg = it->spilled[slot];
-        if (reg < 16 && reg != kRsp)
-          uc->uc_mcontext.gregs[kGregOf[reg]] = static_cast<greg_t>(ctx->spill[slot]);
+      for (int reg = 0; reg < 16; ++reg) {
+        if (reg != kRsp && (it->saved_regs & (1u << reg)))
+          uc->uc_mcontext.gregs[kGregOf[reg]] = static_cast<greg_t>(ctx->spill[reg]);
+      }
+      if (it->flags_on_stack) {
+        // The guest flags were pushed before a flag-clobbering soft-TLB check.
+        const uint64_t pushed =
+            *reinterpret_cast<const uint64_t*>(uc->uc_mcontext.gregs[REG_RSP]);
+        uint64_t efl = static_cast<uint64_t>(uc->uc_mcontext.gregs[REG_EFL]);
+        efl = (efl & ~rflags::kHostLive) | (pushed & rflags::kHostLive);
+        uc->uc_mcontext.gregs[REG_EFL] = static_cast<greg_t>(efl);
       }
     }
   }
@@ -192,16 +199,23 @@ void BtCpu::Impl::FlushJumpCache() {
   }
 }
 
+void BtCpu::Impl::InvalidateTlbEntry(TlbSet& set, uint64_t idx) {
+  TlbEntry& e = set.entry[idx];
+  const uint64_t guard = reinterpret_cast<uint64_t>(GuardPage());
+  e.read_neg_tag = kTlbInvalidTag;
+  e.write_neg_tag = kTlbInvalidTag;
+  e.host_page = guard;
+  e.addend = guard - kTlbInvalidTag;
+  set.phys_page[idx] = ~0ull;
+  set.global[idx] = 0;
+}
+
 void BtCpu::Impl::FlushSoftTlb(bool include_global) {
-  const uint64_t invalid_addend = reinterpret_cast<uint64_t>(GuardPage()) - kTlbInvalidTag;
   for (auto& set : ctx->tlb.set) {
     for (uint64_t i = 0; i < kTlbEntries; ++i) {
-      if (!include_global && set.global[i] && set.read_neg_tag[i] != kTlbInvalidTag) continue;
-      set.read_neg_tag[i] = kTlbInvalidTag;
-      set.write_neg_tag[i] = kTlbInvalidTag;
-      set.addend[i] = invalid_addend;
-      set.phys_page[i] = ~0ull;
-      set.global[i] = 0;
+      if (!include_global && set.global[i] && set.entry[i].read_neg_tag != kTlbInvalidTag)
+        continue;
+      InvalidateTlbEntry(set, i);
     }
   }
 }
@@ -209,7 +223,7 @@ void BtCpu::Impl::FlushSoftTlb(bool include_global) {
 void BtCpu::Impl::FlushSoftTlbForCodePage(uint64_t phys_page) {
   for (auto& set : ctx->tlb.set)
     for (uint64_t i = 0; i < kTlbEntries; ++i)
-      if (set.phys_page[i] == phys_page) set.write_neg_tag[i] = kTlbInvalidTag;
+      if (set.phys_page[i] == phys_page) set.entry[i].write_neg_tag = kTlbInvalidTag;
 }
 
 bt::Block* BtCpu::Impl::FindBlockByHost(uintptr_t pc) {
@@ -332,12 +346,14 @@ uint64_t BtCpu::Impl::MemSlowPath(uintptr_t ret) {
     TlbSet& set = ctx->tlb.set[site->view];
     const uint64_t idx = SoftTlb::Index(pages[0]);
     const uint64_t neg_tag = 0 - pages[0];
-    if (set.read_neg_tag[idx] != neg_tag) set.write_neg_tag[idx] = kTlbInvalidTag;
-    set.read_neg_tag[idx] = neg_tag;
-    set.addend[idx] = reinterpret_cast<uint64_t>(memory.host_base()) + phys[0] - pages[0];
+    TlbEntry& e = set.entry[idx];
+    if (e.read_neg_tag != neg_tag) e.write_neg_tag = kTlbInvalidTag;
+    e.read_neg_tag = neg_tag;
+    e.host_page = reinterpret_cast<uint64_t>(memory.host_base()) + phys[0];
+    e.addend = e.host_page + neg_tag;
     set.phys_page[idx] = phys[0];
     set.global[idx] = paging && walks[0].global;
-    if (write && !memory.IsCodePage(phys[0])) set.write_neg_tag[idx] = neg_tag;
+    if (write && !memory.IsCodePage(phys[0])) e.write_neg_tag = neg_tag;
     ctx->mem_host = reinterpret_cast<uint64_t>(memory.host_base()) + phys[0] + offset;
     ctx->bounce_active = false;
     return 0;
@@ -463,15 +479,10 @@ void BtCpu::FlushTlb(bool include_global) {
 void BtCpu::FlushTlbPage(uint64_t linear) {
   uint64_t page = linear & kPageMask;
   uint64_t idx = SoftTlb::Index(page);
-  uint64_t invalid_addend = reinterpret_cast<uint64_t>(GuardPage()) - kTlbInvalidTag;
   for (auto& set : impl_->ctx->tlb.set) {
-    if (set.read_neg_tag[idx] == 0 - page || set.write_neg_tag[idx] == 0 - page) {
-      set.read_neg_tag[idx] = kTlbInvalidTag;
-      set.write_neg_tag[idx] = kTlbInvalidTag;
-      set.addend[idx] = invalid_addend;
-      set.phys_page[idx] = ~0ull;
-      set.global[idx] = 0;
-    }
+    const TlbEntry& e = set.entry[idx];
+    if (e.read_neg_tag == 0 - page || e.write_neg_tag == 0 - page)
+      impl_->InvalidateTlbEntry(set, idx);
   }
   impl_->FlushJumpCache();
 }
@@ -603,7 +614,7 @@ Exit BtCpu::Run(bool single_step) {
       exit.stepped = true;
       break;
     }
-    if (reason == bt::kExitChain) {
+    if (reason == bt::kExitChain || reason == bt::kExitChainForward) {
       // Chain the exited block's direct jump to the target when both are valid and the
       // target lies in the same page (guaranteed by the emitter) and within one page.
       uint64_t tlinear = st.seg[kCs].base + st.rip;
@@ -632,7 +643,9 @@ Exit BtCpu::Run(bool single_step) {
         if (target && target->valid && target->chainable_target && !target->emulate_only &&
             block->valid) {
           uint8_t* site = reinterpret_cast<uint8_t*>(ctx->chain_site);
-          int64_t rel = reinterpret_cast<int64_t>(target->host) - reinterpret_cast<int64_t>(site);
+          uint8_t* entry = target->host;
+          if (reason == bt::kExitChainForward) entry += target->unchecked_offset;
+          int64_t rel = reinterpret_cast<int64_t>(entry) - reinterpret_cast<int64_t>(site);
           int32_t rel32 = static_cast<int32_t>(rel);
           std::memcpy(site - 4, &rel32, 4);
           im.stats.chains++;

@@ -29,9 +29,16 @@ enum InternalExit : uint64_t {
   kExitRequest = 3,    // exit_request seen; state.rip = next instruction
   kExitLookup = 4,     // state.rip = branch target not found in the jump cache
   kExitChain = 5,      // state.rip = direct branch target; chain_site = rel32 to patch
+  // Like kExitChain for a forward branch (target RIP > branch RIP): chained to the target's
+  // unchecked entry, after its exit-request check. Every cycle of chained blocks contains a
+  // backward branch (chaining stays within one page) or a jump-cache jump, both of which go to
+  // a checked entry, so an exit request still stops a chained loop within one iteration.
+  kExitChainForward = 6,
 };
 
-inline constexpr int kSpillSlots = 4;
+// One home slot per GPR: translated code saves a guest register there before using it as
+// scratch; the side tables say which slots hold guest values at each point.
+inline constexpr int kSpillSlots = 16;
 inline constexpr size_t kBounceBytes = 8192;
 
 struct alignas(64) VcpuContext {

@@ -38,7 +38,13 @@ struct InsnMapEntry {
   uint32_t host_offset;  // start of the host code for this guest instruction
   uint64_t guest_rip;    // the instruction's RIP (offset in CS)
   uint64_t next_rip;     // RIP after it
-  uint8_t spilled[3];    // host register number held in ctx.spill[i] at the guest insn, or 0xFF
+  // Registers whose guest value is in ctx.spill[reg] (not in the register) from host_offset on:
+  // scratch registers in use by the translation of this instruction, and dead registers that
+  // an earlier instruction used as scratch and no instruction has rewritten yet.
+  uint16_t saved_regs;
+  // The guest RFLAGS were pushed on the host stack (at host RSP) before a flag-clobbering
+  // soft-TLB check; the host RFLAGS do not hold the guest's arithmetic flags.
+  bool flags_on_stack;
 };
 
 // A call into the memory slow path, identified by its return address.
@@ -61,6 +67,7 @@ struct Block {
   uint8_t* host = nullptr;
   uint32_t host_size = 0;
   uint32_t guest_instructions = 0;
+  uint32_t unchecked_offset = 0;  // entry after the exit-request check (forward chaining)
   bool valid = true;
   bool chainable_target = true;        // lies within one guest page
   bool emulate_only = false;           // first instruction needs the emulator
@@ -144,6 +151,7 @@ struct BtCpu::Impl {
   void InvalidatePage(uint64_t phys_page);
   void FlushJumpCache();
   void FlushSoftTlb(bool include_global);
+  void InvalidateTlbEntry(TlbSet& set, uint64_t idx);
   void FlushSoftTlbForCodePage(uint64_t phys_page);
   bt::Block* FindBlockByHost(uintptr_t pc);
   uint64_t MemSlowPath(uintptr_t return_address);
