@@ -20,10 +20,10 @@ const KnownFailures& GetKnownFailures() {
       if (!(in >> kind >> name)) continue;
       if (kind == "case") k.cases.insert(name);
       if (kind == "generator") k.generator.insert(name);
-      if (kind == "mnemonic") {
+      if (kind == "mnemonic" || kind == "mnemonic32") {
         std::transform(name.begin(), name.end(), name.begin(),
                        [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
-        k.mnemonics.insert(name);
+        (kind == "mnemonic" ? k.mnemonics : k.mnemonics32).insert(name);
       }
     }
     return k;

@@ -337,6 +337,15 @@ unsigned TotalWeight() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Mode of the sequence being generated: 64-bit, or 32-bit code for compatibility mode (set for
+// the duration of one Generate() call; the generator is single-threaded).
+bool g_compat32 = false;
+
+int GprCount() {
+  return g_compat32 ? 8 : 16;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Registers.
 
 const ZydisRegister kGpr64[16] = {
@@ -429,14 +438,18 @@ bool EncodeAt(const ZydisEncoderRequest& request, uint64_t address, uint8_t* buf
 
 bool DecodeBytes(const uint8_t* buf, size_t len, Decoded* d) {
   ZydisDecoder decoder;
-  ZydisDecoderInit(&decoder, ZYDIS_MACHINE_MODE_LONG_64, ZYDIS_STACK_WIDTH_64);
+  if (g_compat32) {
+    ZydisDecoderInit(&decoder, ZYDIS_MACHINE_MODE_LONG_COMPAT_32, ZYDIS_STACK_WIDTH_32);
+  } else {
+    ZydisDecoderInit(&decoder, ZYDIS_MACHINE_MODE_LONG_64, ZYDIS_STACK_WIDTH_64);
+  }
   return ZYAN_SUCCESS(ZydisDecoderDecodeFull(&decoder, buf, len, &d->insn, d->ops));
 }
 
 ZydisEncoderRequest NewRequest(ZydisMnemonic m) {
   ZydisEncoderRequest r;
   std::memset(&r, 0, sizeof(r));
-  r.machine_mode = ZYDIS_MACHINE_MODE_LONG_64;
+  r.machine_mode = g_compat32 ? ZYDIS_MACHINE_MODE_LONG_COMPAT_32 : ZYDIS_MACHINE_MODE_LONG_64;
   // Not MVEX (Knights Corner), 3DNow! or XOP: this host cannot run them.
   r.allowed_encodings = static_cast<ZydisEncodableEncoding>(ZYDIS_ENCODABLE_ENCODING_LEGACY |
                                                             ZYDIS_ENCODABLE_ENCODING_VEX |
@@ -465,7 +478,7 @@ ZydisEncoderOperand ImmOp(int64_t v) {
 ZydisEncoderRequest MovImm(int reg, uint64_t value) {
   ZydisEncoderRequest r = NewRequest(ZYDIS_MNEMONIC_MOV);
   r.operand_count = 2;
-  if (value <= 0xFFFFFFFFull) {
+  if (value <= 0xFFFFFFFFull || g_compat32) {
     // The encoder wants 32-bit immediates in their sign-extended form.
     r.operands[0] = RegOp(kGpr32[reg]);
     r.operands[1] = ImmOp(static_cast<int32_t>(static_cast<uint32_t>(value)));
@@ -525,7 +538,7 @@ uint64_t Builder::PickTarget(unsigned size, bool strict_alignment) {
 int Builder::PickScratchReg(const Pending& p) {
   (void)p;
   for (;;) {
-    const int r = static_cast<int>(rng_.Below(16));
+    const int r = static_cast<int>(rng_.Below(GprCount()));
     if (r != kRsp) return r;
   }
 }
@@ -541,16 +554,16 @@ bool Builder::BuildMemory(unsigned size, bool allow_rsp_base, Pending& p, ZydisE
   const unsigned mode = static_cast<unsigned>(rng_.Below(100));
   auto fits32 = [](int64_t v) { return v >= INT32_MIN && v <= INT32_MAX; };
 
-  if (mode < 12) {  // RIP-relative
+  if (mode < 12 && !g_compat32) {  // RIP-relative
     op->mem.base = ZYDIS_REGISTER_RIP;
     op->mem.displacement = static_cast<int64_t>(target);
     return true;
   }
-  if (mode < 17) {  // absolute disp32 (SIB, no base, no index)
+  if (mode < 17) {  // absolute disp32 (in 32-bit code also the ModRM disp32 form)
     op->mem.displacement = static_cast<int64_t>(target);
     return true;
   }
-  const bool a32 = mode >= 90;
+  const bool a32 = mode >= 90 || g_compat32;
   auto usable_base = [&](int r) {
     if (!p.state.known[r]) return false;
     const uint64_t v = *p.state.known[r];
@@ -561,11 +574,11 @@ bool Builder::BuildMemory(unsigned size, bool allow_rsp_base, Pending& p, ZydisE
   int base = -1;
   if (mode >= 17 && mode < 25) {
     base = -1;  // index only
-  } else if (allow_rsp_base && !a32 && rng_.Chance(12)) {
+  } else if (allow_rsp_base && (!a32 || g_compat32) && rng_.Chance(12)) {
     base = kRsp;
   } else {
     std::vector<int> candidates;
-    for (int r = 0; r < 16; ++r) {
+    for (int r = 0; r < GprCount(); ++r) {
       if (r != kRsp && usable_base(r)) candidates.push_back(r);
     }
     if (!candidates.empty() && rng_.Chance(75)) {
@@ -585,7 +598,7 @@ bool Builder::BuildMemory(unsigned size, bool allow_rsp_base, Pending& p, ZydisE
   if (base < 0 || rng_.Chance(45)) {
     scale = 1u << rng_.Below(4);
     std::vector<int> candidates;
-    for (int r = 0; r < 16; ++r) {
+    for (int r = 0; r < GprCount(); ++r) {
       if (r == kRsp || !p.state.known[r]) continue;
       const uint64_t v = *p.state.known[r];
       if (a32 && v > 0xFFFFFFFFull) continue;
@@ -614,7 +627,7 @@ bool Builder::BuildMemory(unsigned size, bool allow_rsp_base, Pending& p, ZydisE
   if (a32) {
     op->mem.base = base < 0 ? ZYDIS_REGISTER_NONE : kGpr32[base];
     op->mem.index = index < 0 ? ZYDIS_REGISTER_NONE : kGpr32[index];
-    req.address_size_hint = ZYDIS_ADDRESS_SIZE_HINT_32;
+    if (!g_compat32) req.address_size_hint = ZYDIS_ADDRESS_SIZE_HINT_32;
   } else {
     op->mem.base = base < 0 ? ZYDIS_REGISTER_NONE : kGpr64[base];
     op->mem.index = index < 0 ? ZYDIS_REGISTER_NONE : kGpr64[index];
@@ -700,6 +713,10 @@ bool Builder::AddTableInstruction(bool allow_stack_ops) {
     pick -= e.entry->weight;
   }
   const Entry& entry = *pe->entry;
+  if (g_compat32 &&
+      GetKnownFailures().mnemonics32.count(ToUpper(ZydisMnemonicGetString(entry.mnemonic)))) {
+    return false;  // left out of 32-bit sequences until fixed
+  }
   for (int attempt = 0; attempt < 24; ++attempt) {
     const std::vector<std::string>& form = pe->forms[rng_.Below(pe->forms.size())];
     unsigned S;
@@ -712,11 +729,13 @@ bool Builder::AddTableInstruction(bool allow_stack_ops) {
     } else {
       S = 1u << rng_.Below(4);
     }
+    if (g_compat32 && S == 8) S = 4;
     unsigned VL = 16;
     if (entry.flags & kVex) VL = rng_.Chance(50) ? 16 : 32;
     if (entry.flags & kEvex) VL = 16u << rng_.Below(3);
     const bool high_regs = (entry.flags & kEvex) && rng_.Chance(35);
     auto vec_index = [&]() {
+      if (g_compat32) return static_cast<int>(rng_.Below(8));
       if (entry.flags & kLegacySse || entry.flags & kVex) return static_cast<int>(rng_.Below(16));
       return static_cast<int>(rng_.Below(high_regs ? 32 : 16));
     };
@@ -757,7 +776,7 @@ bool Builder::AddTableInstruction(bool allow_stack_ops) {
         return static_cast<unsigned>(std::stoi(tok.substr(prefix))) / 8;
       };
       auto gpr_operand = [&](unsigned bytes) {
-        int r = static_cast<int>(rng_.Below(16));
+        int r = static_cast<int>(rng_.Below(GprCount()));
         if (i == 0 && r == kRsp) r = kRax;
         if (bytes == 1 && rng_.Chance(12)) return RegOp(kHighByte[rng_.Below(4)]);
         return RegOp(Gpr(r, bytes));
@@ -923,7 +942,8 @@ bool Builder::AddStackOp() {
     req = NewRequest(ZYDIS_MNEMONIC_PUSH);
     req.operand_count = 1;
     if (kind == 0) {
-      req.operands[0] = RegOp(rng_.Chance(15) ? kGpr16[rng_.Below(16)] : kGpr64[rng_.Below(16)]);
+      const int r = static_cast<int>(rng_.Below(GprCount()));
+      req.operands[0] = RegOp(rng_.Chance(15) ? kGpr16[r] : (g_compat32 ? kGpr32[r] : kGpr64[r]));
     } else if (kind == 1) {
       req.operands[0] =
           ImmOp(rng_.Chance(50) ? rng_.Range(-128, 127) : rng_.Range(INT32_MIN, INT32_MAX));
@@ -936,9 +956,9 @@ bool Builder::AddStackOp() {
     req = NewRequest(ZYDIS_MNEMONIC_POP);
     req.operand_count = 1;
     if (kind == 3) {
-      int r = static_cast<int>(rng_.Below(16));
+      int r = static_cast<int>(rng_.Below(GprCount()));
       if (r == kRsp) r = kRbx;
-      req.operands[0] = RegOp(kGpr64[r]);
+      req.operands[0] = RegOp(g_compat32 ? kGpr32[r] : kGpr64[r]);
     } else {
       ZydisEncoderOperand op;
       if (!BuildMemory(8, false, p, &op, req)) return false;
@@ -952,11 +972,11 @@ bool Builder::AddStackOp() {
     call.branch_width = ZYDIS_BRANCH_WIDTH_32;
     for (const ZydisEncoderRequest& pro : p.prologue) seq_.items.push_back(SeqItem{pro, false, 0});
     seq_.items.push_back(SeqItem{call, true, 0});
-    int r = static_cast<int>(rng_.Below(16));
+    int r = static_cast<int>(rng_.Below(GprCount()));
     if (r == kRsp) r = kRbp;
     ZydisEncoderRequest pop = NewRequest(ZYDIS_MNEMONIC_POP);
     pop.operand_count = 1;
-    pop.operands[0] = RegOp(kGpr64[r]);
+    pop.operands[0] = RegOp(g_compat32 ? kGpr32[r] : kGpr64[r]);
     seq_.items.push_back(SeqItem{pop, false, 0});
     st_ = p.state;
     st_.known[r].reset();
@@ -976,6 +996,7 @@ std::optional<size_t> Builder::AddJump() {
       ZYDIS_MNEMONIC_JNLE, ZYDIS_MNEMONIC_JRCXZ, ZYDIS_MNEMONIC_JECXZ};
   for (int attempt = 0; attempt < 8; ++attempt) {
     ZydisEncoderRequest req = NewRequest(kJumps[rng_.Below(std::size(kJumps))]);
+    if (g_compat32 && req.mnemonic == ZYDIS_MNEMONIC_JRCXZ) continue;
     req.operand_count = 1;
     req.operands[0] = ImmOp(static_cast<int64_t>(kCodeVa + 0x40));
     const bool short_only =
@@ -999,10 +1020,18 @@ std::optional<size_t> Builder::AddJump() {
 
 GeneratedSequence SequenceGenerator::Generate(uint64_t index) const {
   Rng rng(seed_ * 0x9E3779B97F4A7C15ull ^ (index + 1) * 0xD1B54A32D192ED03ull);
+  // Every fifth sequence is 32-bit code for compatibility mode.
+  const bool compat32 = index % 5 == 4;
+  struct ModeScope {
+    explicit ModeScope(bool compat) { g_compat32 = compat; }
+    ~ModeScope() { g_compat32 = false; }
+  } mode_scope(compat32);
   GeneratedSequence seq;
-  seq.input =
-      MakeDefaultInput(fmt::format("random seed={} index={}", seed_, index), {}, rng.Next());
+  seq.input = MakeDefaultInput(
+      fmt::format("random seed={} index={}{}", seed_, index, compat32 ? " (32-bit)" : ""), {},
+      rng.Next());
   DiffInput& in = seq.input;
+  in.compat32 = compat32;
   // Some registers start as pointers into the data region, some as small numbers.
   const int pointers = static_cast<int>(rng.Range(2, 6));
   for (int i = 0; i < pointers; ++i) {
@@ -1018,8 +1047,9 @@ GeneratedSequence SequenceGenerator::Generate(uint64_t index) const {
   if (rng.Chance(15)) in.init.rflags |= rflags::kDf;
 
   State st;
-  for (int i = 0; i < 16; ++i) {
-    if (i != kRsp) st.known[i] = in.init.gpr[i];
+  for (int i = 0; i < GprCount(); ++i) {
+    // 32-bit code sees (and addresses with) the low halves only.
+    if (i != kRsp) st.known[i] = compat32 ? in.init.gpr[i] & 0xFFFFFFFFull : in.init.gpr[i];
   }
   st.df = (in.init.rflags & rflags::kDf) != 0;
   Builder b(rng, seq, st);

@@ -50,22 +50,24 @@ TEST(RandomSequences, GeneratorProducesValidSequences) {
     const GeneratedSequence seq = gen.Generate(i);
     ASSERT_FALSE(seq.input.code.empty())
         << "layout failed: " << seq.layout_error << "; " << Reproduce(i);
-    const SequenceInfo info = AnalyzeSequence(seq.input.code);
-    ASSERT_FALSE(info.decode_error) << Disassemble(seq.input.code) << Reproduce(i);
+    const SequenceInfo info = AnalyzeSequence(seq.input.code, seq.input.compat32);
+    ASSERT_FALSE(info.decode_error)
+        << Disassemble(seq.input.code, seq.input.compat32) << Reproduce(i);
     instructions += info.offsets.size();
     const Outcome o = RunNative(seq.input);
-    ASSERT_EQ(o.failure, "") << Disassemble(seq.input.code) << Reproduce(i);
+    ASSERT_EQ(o.failure, "") << Disassemble(seq.input.code, seq.input.compat32) << Reproduce(i);
     if (!o.exception) {
       ++completed;
     } else {
       ++vectors[o.vector];
       if (std::getenv("ROVE_DIFF_VERBOSE")) {
         std::printf("#%llu %s\n%s", (unsigned long long)i, DescribeOutcome(info, o).c_str(),
-                    Disassemble(seq.input.code).c_str());
+                    Disassemble(seq.input.code, seq.input.compat32).c_str());
       }
       EXPECT_NE(o.vector, kVecPf) << "memory access outside the data region\n"
                                   << DescribeOutcome(info, o) << "\n"
-                                  << Disassemble(seq.input.code) << Reproduce(i);
+                                  << Disassemble(seq.input.code, seq.input.compat32)
+                                  << Reproduce(i);
     }
   }
   std::printf("%llu sequences, %llu instructions, %llu ran to the end", (unsigned long long)count,
@@ -96,14 +98,14 @@ TEST(RandomSequences, NativeAndRoveAgree) {
   for (uint64_t i = first; i < first + count; ++i) {
     const GeneratedSequence seq = gen.Generate(i);
     ASSERT_FALSE(seq.input.code.empty()) << seq.layout_error << "; " << Reproduce(i);
-    const SequenceInfo info = AnalyzeSequence(seq.input.code);
+    const SequenceInfo info = AnalyzeSequence(seq.input.code, seq.input.compat32);
     instructions += info.offsets.size();
     Outcome native, rove;
     const std::string report = RunDifferential(seq.input, options, &native, &rove);
     if (verbose || only) {
       std::printf("#%llu native: %s; rove: %s\n%s", static_cast<unsigned long long>(i),
                   DescribeOutcome(info, native).c_str(), DescribeOutcome(info, rove).c_str(),
-                  only ? Disassemble(seq.input.code).c_str() : "");
+                  only ? Disassemble(seq.input.code, seq.input.compat32).c_str() : "");
     }
     if (report.empty()) continue;
     ++failed;

@@ -149,4 +149,13 @@ CASE push_pop_32
   pop edx
   push dword [SCR]
   pop dword [SCR + 8]
+CASE vzeroupper_keeps_ymm8_15
+  vmovdqu ymm0, [DATA_VA + 0x1000]
+  vzeroupper
+CASE vzeroall_keeps_ymm8_15
+  vzeroall
+CASE vex_registers_0_7_only
+  vmovdqu ymm1, [DATA_VA + 0x1000]
+  vpaddd ymm2, ymm1, [DATA_VA + 0x1020]
+  vpxor xmm7, xmm7, xmm1
 END_CASES
