@@ -84,6 +84,7 @@ std::string DescribeOutcome(const SequenceInfo& info, const Outcome& o) {
   std::string s = fmt::format("{} (vector {}) at instruction {} (rip {:#x})", VectorName(o.vector),
                               o.vector, k, o.state.rip);
   if (testing::VectorHasErrorCode(o.vector)) s += fmt::format(", error code {:#x}", o.error_code);
+  if (o.vector == kVecPf) s += fmt::format(", cr2 {:#x}", o.cr2);
   return s;
 }
 
@@ -104,6 +105,9 @@ std::string CompareOutcomes(const DiffInput& input, const SequenceInfo& info, co
     const uint64_t mask = native.vector == kVecPf ? ~uint64_t{4} : ~uint64_t{0};
     if ((native.error_code & mask) != (rove.error_code & mask)) {
       d += fmt::format("error code: native {:#x} rove {:#x}\n", native.error_code, rove.error_code);
+    }
+    if (native.vector == kVecPf && native.cr2 != rove.cr2) {
+      d += fmt::format("cr2: native {:#x} rove {:#x}\n", native.cr2, rove.cr2);
     }
   }
 

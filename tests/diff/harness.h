@@ -70,6 +70,7 @@ struct Outcome {
   bool exception = false;
   uint8_t vector = 0;
   uint64_t error_code = 0;
+  uint64_t cr2 = 0;  // #PF: the faulting linear address
   std::vector<uint8_t> data;
   std::string stop_message;  // engine stop message, if any
 };

@@ -354,6 +354,7 @@ Outcome RunNative(const DiffInput& input) {
       out.exception = true;
       out.vector = static_cast<uint8_t>(c->trapno);
       out.error_code = c->err;
+      out.cr2 = c->cr2;
       out.state.rip = c->out_rip;
       // A fault outside the code region is only expected as an instruction fetch from the
       // (no-execute) data region.

@@ -42,11 +42,12 @@ Outcome RunRoveInProcess(const DiffInput& input, const RoveRunOptions& options) 
   testing::TestMachineConfig config;
   config.compat32 = input.compat32;
   testing::BuildTestMachine(*mem, config);
-  std::memcpy(testing::DataHost(*mem), input.data.data(), kDataSize);
-  uint8_t* code = testing::CodeHost(*mem);
+  testing::WriteGuestVa(*mem, kDataVa, input.data.data(), kDataSize);
+  std::vector<uint8_t> code(kCodeSize);
   for (uint64_t i = 0; i < kCodeSize; ++i) code[i] = kUd2Fill[i & 1];
-  if (!input.code.empty()) std::memcpy(code, input.code.data(), input.code.size());
+  if (!input.code.empty()) std::memcpy(code.data(), input.code.data(), input.code.size());
   code[input.code.size()] = 0xF4;  // hlt (IF=0): the end of the sequence
+  testing::WriteGuestVa(*mem, kCodeVa, code.data(), kCodeSize);
 
   testing::RecordingIo io;
   Vcpu vcpu(*mem, io);
@@ -63,7 +64,8 @@ Outcome RunRoveInProcess(const DiffInput& input, const RoveRunOptions& options) 
   out.state.rip = s.rip;
   out.state.rflags = s.rflags;
   std::memcpy(out.state.xsave, s.xsave, sizeof(out.state.xsave));
-  out.data.assign(testing::DataHost(*mem), testing::DataHost(*mem) + kDataSize);
+  out.data.resize(kDataSize);
+  testing::ReadGuestVa(*mem, kDataVa, out.data.data(), kDataSize);
 
   const testing::GuestException e = testing::ReadGuestException(*mem);
   if (stop.reason != StopReason::kHalted) {
@@ -73,6 +75,7 @@ Outcome RunRoveInProcess(const DiffInput& input, const RoveRunOptions& options) 
     out.exception = true;
     out.vector = e.vector;
     out.error_code = e.error_code;
+    out.cr2 = s.cr2;
     out.state.rip = e.rip;
     out.state.rflags = e.rflags;
     out.state.gpr[kRsp] = e.rsp;
@@ -97,7 +100,7 @@ struct RoveShared {
   MachineState state;
   uint8_t out_data[kDataSize];
   uint8_t exception, vector;
-  uint64_t error_code;
+  uint64_t error_code, cr2;
   char failure[2048];
   char stop_message[2048];
 };
@@ -123,6 +126,7 @@ void RunCaseInWorker(void* buf) {
   sh->exception = o.exception;
   sh->vector = o.vector;
   sh->error_code = o.error_code;
+  sh->cr2 = o.cr2;
 }
 
 testing::WorkerProcess& RoveWorker() {
@@ -170,6 +174,7 @@ Outcome RunRove(const DiffInput& input, const RoveRunOptions& options) {
   out.exception = sh->exception;
   out.vector = sh->vector;
   out.error_code = sh->error_code;
+  out.cr2 = sh->cr2;
   return out;
 }
 

@@ -124,8 +124,11 @@ DirectResult RunDirect(uint64_t seed, bool user_mode) {
   TestMachineConfig config;
   config.user_mode = user_mode;
   BuildTestMachine(*mem, config);
-  FillRandom(CodeHost(*mem), kCodeSize, seed);
-  FillRandom(DataHost(*mem), kDataSize, seed ^ 0x5555);
+  std::vector<uint8_t> bytes(kCodeSize);
+  FillRandom(bytes.data(), kCodeSize, seed);
+  WriteGuestVa(*mem, kCodeVa, bytes.data(), kCodeSize);
+  FillRandom(bytes.data(), kDataSize, seed ^ 0x5555);
+  WriteGuestVa(*mem, kDataVa, bytes.data(), kDataSize);
   // The supervisor structures, minus the IST stack and the mark the stubs write.
   std::vector<uint8_t> sys_before(mem->host_base() + kSysGpa,
                                   mem->host_base() + kSysGpa + kMarkOffset);

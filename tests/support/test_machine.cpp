@@ -1,5 +1,6 @@
 #include "test_machine.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "xsave_layout.h"
@@ -24,13 +25,15 @@ void Put64(GuestMemory& mem, uint64_t gpa, uint64_t v) {
   std::memcpy(mem.host_base() + gpa, &v, 8);
 }
 
-// Maps [va, va+size) to [gpa, ...) with 4 KiB pages in the page table at pt_gpa (one PT covers
-// the 2 MiB the region lives in).
+// Maps [va, va+size) with 4 KiB pages in the page table at pt_gpa (one PT covers the 2 MiB the
+// region lives in), each page to TestRegionGpa(va) (or linearly from `gpa` for the system
+// region).
 void MapRegion(GuestMemory& mem, uint64_t pt_gpa, uint64_t va, uint64_t size, uint64_t gpa,
-               uint64_t flags) {
+               uint64_t flags, bool scattered) {
   for (uint64_t off = 0; off < size; off += kPageSize) {
     const uint64_t index = ((va + off) >> 12) & 511;
-    Put64(mem, pt_gpa + 8 * index, (gpa + off) | flags);
+    const uint64_t page_gpa = scattered ? TestRegionGpa(va + off) : gpa + off;
+    Put64(mem, pt_gpa + 8 * index, page_gpa | flags);
   }
 }
 
@@ -65,6 +68,43 @@ constexpr uint32_t kDpl3 = 3u << seg_attr::kDplShift;
 
 }  // namespace
 
+uint64_t TestRegionGpa(uint64_t va) {
+  // Data: virtual pages 0 1 2 3 -> physical pages 2 0 3 1. Code: pairs swapped (1 0 3 2 ...).
+  static constexpr uint64_t kDataOrder[4] = {2, 0, 3, 1};
+  static_assert(kDataSize == 4 * kPageSize);
+  if (va >= kDataVa && va < kDataVa + kDataSize) {
+    const uint64_t page = (va - kDataVa) / kPageSize;
+    return kDataGpa + kDataOrder[page] * kPageSize + (va & (kPageSize - 1));
+  }
+  if (va >= kCodeVa && va < kCodeVa + kCodeSize) {
+    const uint64_t page = (va - kCodeVa) / kPageSize;
+    return kCodeGpa + (page ^ 1) * kPageSize + (va & (kPageSize - 1));
+  }
+  return ~0ull;
+}
+
+void WriteGuestVa(GuestMemory& mem, uint64_t va, const void* src, size_t len) {
+  const auto* p = static_cast<const uint8_t*>(src);
+  while (len > 0) {
+    const size_t n = std::min<size_t>(len, kPageSize - (va & (kPageSize - 1)));
+    std::memcpy(mem.host_base() + TestRegionGpa(va), p, n);
+    va += n;
+    p += n;
+    len -= n;
+  }
+}
+
+void ReadGuestVa(GuestMemory& mem, uint64_t va, void* dst, size_t len) {
+  auto* p = static_cast<uint8_t*>(dst);
+  while (len > 0) {
+    const size_t n = std::min<size_t>(len, kPageSize - (va & (kPageSize - 1)));
+    std::memcpy(p, mem.host_base() + TestRegionGpa(va), n);
+    va += n;
+    p += n;
+    len -= n;
+  }
+}
+
 bool VectorHasErrorCode(uint8_t vector) {
   switch (vector) {
     case 8:
@@ -95,9 +135,9 @@ void BuildTestMachine(GuestMemory& mem, const TestMachineConfig& config) {
   Put64(mem, kPdGpa + 8 * ((kDataVa >> 21) & 511), kPtDataGpa | kPteP | kPteRw | kPteUs);
   Put64(mem, kPdGpa + 8 * ((kCodeVa >> 21) & 511), kPtCodeGpa | kPteP | kPteRw | kPteUs);
   Put64(mem, kPdGpa + 8 * ((kSysVa >> 21) & 511), kPtSysGpa | kPteP | kPteRw | kPteUs);
-  MapRegion(mem, kPtDataGpa, kDataVa, kDataSize, kDataGpa, kPteP | kPteRw | kPteNx | user);
-  MapRegion(mem, kPtCodeGpa, kCodeVa, kCodeSize, kCodeGpa, kPteP | user);
-  MapRegion(mem, kPtSysGpa, kSysVa, kSysSize, kSysGpa, kPteP | kPteRw | kPteA | kPteD);
+  MapRegion(mem, kPtDataGpa, kDataVa, kDataSize, kDataGpa, kPteP | kPteRw | kPteNx | user, true);
+  MapRegion(mem, kPtCodeGpa, kCodeVa, kCodeSize, kCodeGpa, kPteP | user, true);
+  MapRegion(mem, kPtSysGpa, kSysVa, kSysSize, kSysGpa, kPteP | kPteRw | kPteA | kPteD, false);
 
   // GDT: null, kernel code64, kernel data, user data, user code64, 64-bit TSS (two slots),
   // kernel code32, user code32.

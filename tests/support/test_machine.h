@@ -5,12 +5,13 @@
 //
 // Guest virtual layout (physical placement differs on purpose, so that the guest page tables
 // really translate):
-//   kDataVa  .. +kDataSize  data and stack, read/write, no-execute   -> kDataGpa
-//   kCodeVa  .. +kCodeSize  code, read/execute, not writable         -> kCodeGpa
+//   kDataVa  .. +kDataSize  data and stack, read/write, no-execute   -> kDataGpa.. (scattered)
+//   kCodeVa  .. +kCodeSize  code, read/execute, not writable         -> kCodeGpa.. (scattered)
 //   kSysVa   .. +kSysSize   GDT, TSS, IDT, stubs, IST stack (CPL0)    -> kSysGpa
 // Nothing else is mapped, so any stray access is a #PF.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #include "rove/mmu/guest_memory.h"
@@ -78,12 +79,12 @@ void SetTestMachineState(CpuState& state, const TestMachineConfig& config);
 // Reads what the stubs recorded (taken == false if no stub ran).
 GuestException ReadGuestException(GuestMemory& mem);
 
-// Host pointers into the regions.
-inline uint8_t* DataHost(GuestMemory& mem) {
-  return mem.host_base() + kDataGpa;
-}
-inline uint8_t* CodeHost(GuestMemory& mem) {
-  return mem.host_base() + kCodeGpa;
-}
+// The pages of the data and code regions are scattered over their physical ranges (not in
+// order), so that an access or an instruction crossing a page boundary is only right if the
+// engine translates each page separately. These helpers copy to and from guest virtual
+// addresses of the data and code regions.
+uint64_t TestRegionGpa(uint64_t va);
+void WriteGuestVa(GuestMemory& mem, uint64_t va, const void* src, size_t len);
+void ReadGuestVa(GuestMemory& mem, uint64_t va, void* dst, size_t len);
 
 }  // namespace rove::testing
