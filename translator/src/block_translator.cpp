@@ -354,17 +354,10 @@ void ComputeRegisterUse(Insn& in) {
     }
   }
   in.regs_killed &= static_cast<uint16_t>(~in.regs_read);
-  // An instruction that can fault shows the flags as they were before it to the exception
-  // handler (precise exceptions), so for liveness it reads them all: inserted code before it
-  // must not clobber them. Memory operands can #PF/#GP; DIV/IDIV can #DE.
-  {
-    bool may_fault = in.d.mnemonic == ZYDIS_MNEMONIC_DIV || in.d.mnemonic == ZYDIS_MNEMONIC_IDIV;
-    for (int i = 0; i < in.d.operand_count_visible; ++i)
-      if (in.ops[i].type == ZYDIS_OPERAND_TYPE_MEMORY &&
-          in.ops[i].mem.type != ZYDIS_MEMOP_TYPE_AGEN)
-        may_fault = true;
-    if (may_fault) in.flags_read |= kArithFlags;
-  }
+  // Precise flags at faults are kept by the emitter, not by liveness: a flag-clobbering
+  // soft-TLB check pushes the guest flags first (the slow path and the fault handler restore
+  // them), and is used only when no later fault can happen before the flags are rewritten
+  // (FlagsDeadFrom); the exit-request check obeys the same rule.
   // Shifts and rotates by a register count leave the flags alone when the count is zero.
   switch (in.d.mnemonic) {
     case ZYDIS_MNEMONIC_SHL:
