@@ -904,9 +904,11 @@ bool Builder::AddStringOp() {
   }
   const bool down = *p.state.df;
   const uint64_t span = (count + 1) * size;
+  static const bool down_straddle_off =
+      GetKnownFailures().generator.count("string-down-straddle") != 0;
   auto pick = [&]() {
     uint64_t a = kRegionLo + 64 + rng_.Below(kRegionHi - kRegionLo - 2 * span - 128);
-    if (rng_.Chance(70)) a &= ~static_cast<uint64_t>(size - 1);
+    if (rng_.Chance(70) || (down && down_straddle_off)) a &= ~static_cast<uint64_t>(size - 1);
     return down ? a + span : a;
   };
   const bool a32 = rng_.Chance(15);

@@ -68,6 +68,42 @@ CASE string_across
   mov rdi, B3 - 21
   mov ecx, 100
   repe cmpsb
+CASE rep_movsd_element_straddles_source
+  mov rsi, B2 - 0x21
+  mov rdi, DATA_VA + 0x800
+  mov ecx, 20
+  rep movsd
+CASE rep_movsq_element_straddles_dest
+  mov rsi, DATA_VA + 0x800
+  mov rdi, B1 - 0x43
+  mov ecx, 20
+  rep movsq
+CASE rep_stosq_element_straddles_down
+  std
+  mov rdi, B2 + 0x22
+  mov rax, 0x1122334455667788
+  mov ecx, 12
+  rep stosq
+  cld
+CASE rep_movsw_straddles_down
+  std
+  mov rsi, B3 + 1
+  mov rdi, DATA_VA + 0x452
+  mov ecx, 5
+  rep movsw
+  cld
+CASE rep_lodsd_cmpsd_scasd_straddle
+  mov rsi, B1 - 6
+  mov ecx, 4
+  rep lodsd
+  mov rsi, B1 - 7
+  mov rdi, B3 - 9
+  mov ecx, 6
+  repe cmpsd
+  mov rdi, B2 - 2
+  mov eax, [abs B2 - 2]
+  mov ecx, 3
+  repne scasd
 CASE stack_across
   mov rbx, rsp
   mov rsp, B3 + 4
