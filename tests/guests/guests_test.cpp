@@ -22,6 +22,7 @@ void PrintTo(const GuestCase& c, std::ostream* os) {
 const GuestCase kGuests[] = {
     {"modes", "real -> protected -> long mode and back"},
     {"paging", "#PF handler fixes the mapping and the access is retried"},
+    {"paging32", "#PF handling with 32-bit paging (PSE) and PAE paging in protected mode"},
     {"ist", "IDT gates with IST stacks, #DF on IST"},
     {"syscall", "SYSCALL/SYSRET and INT/IRETQ between CPL0 and CPL3"},
     {"privileged", "privileged instructions at CPL3 raise #GP(0)"},
