@@ -1047,6 +1047,17 @@ GeneratedSequence SequenceGenerator::Generate(uint64_t index) const {
   }
   in.init.rflags = rflags::kFixed1 | (rng.Next() & rflags::kArith);
   if (rng.Chance(15)) in.init.rflags |= rflags::kDf;
+  // Sometimes other rounding modes, DAZ/FTZ, x87 precision control (exceptions stay masked).
+  if (rng.Chance(30)) {
+    uint32_t mxcsr = 0x1F80 | static_cast<uint32_t>(rng.Below(4) << 13);
+    if (rng.Chance(50)) mxcsr |= 0x0040;  // DAZ
+    if (rng.Chance(50)) mxcsr |= 0x8000;  // FTZ
+    testing::WriteMxcsr(in.init.xsave, mxcsr);
+    const uint16_t fcw = static_cast<uint16_t>(0x037F & ~0x0F00) |
+                         static_cast<uint16_t>(rng.Below(4) << 10) |
+                         static_cast<uint16_t>((rng.Chance(50) ? 3 : rng.Below(4)) << 8);
+    std::memcpy(in.init.xsave + testing::kFcwOffset, &fcw, 2);
+  }
 
   State st;
   for (int i = 0; i < GprCount(); ++i) {
