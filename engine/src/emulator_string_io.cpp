@@ -230,7 +230,10 @@ EmulationOutcome SystemEmulator::Impl::DoString() {
         uint64_t di_lin = SegLinear(kEs, di, size, MemAccess::kWrite);
         auto room = [&](uint64_t lin) {
           uint64_t off = lin & (kPageSize - 1);
-          return down ? (off / size) + 1 : (kPageSize - off) / size;
+          // Going down, the first element must itself end within the page: otherwise the block
+          // would run into the next linear page, which need not be the next host page.
+          if (down) return off + size <= kPageSize ? (off / size) + 1 : 0;
+          return (kPageSize - off) / size;
         };
         n = std::min(n, room(di_lin));
         uint64_t si_lin = 0;
