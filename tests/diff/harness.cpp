@@ -119,6 +119,11 @@ std::string CompareOutcomes(const DiffInput& input, const SequenceInfo& info, co
     }
   }
 
+  if (native.state.gs_base != rove.state.gs_base) {
+    d +=
+        fmt::format("gs base: native {:#x} rove {:#x}\n", native.state.gs_base, rove.state.gs_base);
+  }
+
   uint64_t undefined = info.undefined_flags;
   if (native.exception && native.state.rip >= kCodeVa) {
     const int k = InstructionIndexAt(info, native.state.rip - kCodeVa);

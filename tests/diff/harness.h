@@ -40,10 +40,15 @@ inline constexpr uint64_t kStackTop = kDataVa + kDataSize - 0x400;
 // Bytes reserved at the end of the code region for the terminator.
 inline constexpr size_t kMaxSequenceBytes = kCodeSize - 64;
 
+// GS base given to the sequences by default (the host does not use GS, so natively the harness
+// can lend it; under rove it is the guest's GS base).
+inline constexpr uint64_t kDefaultGsBase = kDataVa + 0x2000;
+
 struct MachineState {
   uint64_t gpr[16] = {};
   uint64_t rip = 0;
   uint64_t rflags = 0x2;
+  uint64_t gs_base = kDefaultGsBase;
   alignas(64) uint8_t xsave[testing::kXsaveImageSize] = {};
 };
 

@@ -37,13 +37,15 @@ struct NativeCtx {
   uint64_t entry;        // 0x088
   uint64_t host_rsp;     // 0x090
   uint64_t exit_addr;    // 0x098
-  uint64_t pad0;         // 0x0A0
+  uint64_t in_gsbase;    // 0x0A0
   uint64_t rfbm;         // 0x0A8: EDX:EAX for XSAVE/XRSTOR
   uint32_t mxcsr_init;   // 0x0B0
   uint32_t pad1[3];      // 0x0B4
   uint8_t far_entry[8];  // 0x0C0: m16:32 far pointer into the 32-bit sequence
   uint8_t far_exit[8];   // 0x0C8: m16:32 far pointer back to 64-bit code
-  uint32_t pad1b[12];    // 0x0D0
+  uint64_t host_gsbase;  // 0x0D0
+  uint64_t out_gsbase;   // 0x0D8
+  uint32_t pad1b[8];     // 0x0E0
   uint64_t out_gpr[16];  // 0x100
   uint64_t out_rflags;   // 0x180
   uint64_t out_rip;      // 0x188
@@ -62,6 +64,9 @@ static_assert(offsetof(NativeCtx, rfbm) == 0xA8);
 static_assert(offsetof(NativeCtx, mxcsr_init) == 0xB0);
 static_assert(offsetof(NativeCtx, far_entry) == 0xC0);
 static_assert(offsetof(NativeCtx, far_exit) == 0xC8);
+static_assert(offsetof(NativeCtx, in_gsbase) == 0xA0);
+static_assert(offsetof(NativeCtx, host_gsbase) == 0xD0);
+static_assert(offsetof(NativeCtx, out_gsbase) == 0xD8);
 static_assert(offsetof(NativeCtx, out_gpr) == 0x100);
 static_assert(offsetof(NativeCtx, status) == 0x190);
 static_assert(offsetof(NativeCtx, in_xsave) == 0x1000);
@@ -97,6 +102,10 @@ rove_diff_native_enter:
   mov %rsp, 0x30000090
   xor %eax, %eax
   cpuid                      # serialize: the parent may just have written new code
+  rdgsbase %rax              # the host does not use GS: lend it to the guest
+  mov %rax, 0x300000D0
+  mov 0x300000A0, %rax
+  wrgsbase %rax
   mov $0x2b, %eax            # __USER_DS: compatibility-mode code needs usable DS/ES
   mov %eax, %ds
   mov %eax, %es
@@ -144,6 +153,10 @@ rove_diff_native_exit:
   mov %r14, 0x30000170
   mov %r15, 0x30000178
   mov 0x30000090, %rsp
+  rdgsbase %rax
+  mov %rax, 0x300000D8
+  mov 0x300000D0, %rax
+  wrgsbase %rax
   pushfq
   popq 0x30000180
   mov 0x300000A8, %eax
@@ -169,6 +182,8 @@ rove_diff_native_exit:
   .type rove_diff_native_recover, @function
 rove_diff_native_recover:
   mov 0x30000090, %rsp
+  mov 0x300000D0, %rax
+  wrgsbase %rax
   cld
   fninit
   ldmxcsr 0x300000B0
@@ -231,6 +246,9 @@ __attribute__((no_sanitize("address", "undefined"))) void FaultHandler(int sig, 
   c->cr2 = static_cast<uint64_t>(g[REG_CR2]);
   c->signo = static_cast<uint64_t>(sig);
   c->si_code = static_cast<uint64_t>(si->si_code);
+  uint64_t gsbase;
+  asm volatile("rdgsbase %0" : "=r"(gsbase));
+  c->out_gsbase = gsbase;
   // The signal frame holds the XSAVE image (standard format) when FP_XSTATE_MAGIC1 is present.
   const auto* fp = reinterpret_cast<const uint8_t*>(uc->uc_mcontext.fpregs);
   volatile uint8_t* out = c->out_xsave;
@@ -331,6 +349,7 @@ Outcome RunNative(const DiffInput& input) {
   std::memset(c, 0, sizeof(NativeCtx));
   std::memcpy(c->in_gpr, input.init.gpr, sizeof(c->in_gpr));
   c->in_rflags = (input.init.rflags & rflags::kHostLive) | rflags::kFixed1;
+  c->in_gsbase = input.init.gs_base;
   c->entry = entry;
   std::memcpy(c->far_entry, c_far_entry, 8);
   std::memcpy(c->far_exit, c_far_exit, 8);
@@ -370,6 +389,7 @@ Outcome RunNative(const DiffInput& input) {
   }
   std::memcpy(out.state.gpr, c->out_gpr, sizeof(out.state.gpr));
   out.state.rflags = c->out_rflags;
+  out.state.gs_base = c->out_gsbase;
   std::memcpy(out.state.xsave, c->out_xsave, sizeof(out.state.xsave));
   out.data.assign(data, data + kDataSize);
   return out;

@@ -550,9 +550,14 @@ bool Builder::BuildMemory(unsigned size, bool allow_rsp_base, Pending& p, ZydisE
   std::memset(op, 0, sizeof(*op));
   op->type = ZYDIS_OPERAND_TYPE_MEMORY;
   op->mem.size = static_cast<ZyanU16>(size);
-  const uint64_t target = PickTarget(size, strict_alignment);
+  const uint64_t linear_target = PickTarget(size, strict_alignment);
   const unsigned mode = static_cast<unsigned>(rng_.Below(100));
   auto fits32 = [](int64_t v) { return v >= INT32_MIN && v <= INT32_MAX; };
+  // Sometimes through a GS override: the effective address is then the target minus the GS
+  // base (64-bit code only; GS is a null selector in 32-bit code).
+  const bool use_gs = !g_compat32 && rng_.Chance(10);
+  if (use_gs) req.prefixes |= ZYDIS_ATTRIB_HAS_SEGMENT_GS;
+  const uint64_t target = use_gs ? linear_target - kDefaultGsBase : linear_target;
 
   if (mode < 12 && !g_compat32) {  // RIP-relative
     op->mem.base = ZYDIS_REGISTER_RIP;
@@ -564,6 +569,9 @@ bool Builder::BuildMemory(unsigned size, bool allow_rsp_base, Pending& p, ZydisE
     return true;
   }
   const bool a32 = mode >= 90 || g_compat32;
+  // With a 32-bit address size the offset wraps at 4 GiB before the GS base is added: it must
+  // be a non-negative 32-bit value.
+  if (use_gs && a32 && linear_target < kDefaultGsBase) return false;
   auto usable_base = [&](int r) {
     if (!p.state.known[r]) return false;
     const uint64_t v = *p.state.known[r];
@@ -864,7 +872,7 @@ bool Builder::AddTableInstruction(bool allow_stack_ops) {
     }
     if (!ok) continue;
     if ((entry.flags & kLockable) && has_mem_dest && rng_.Chance(30)) {
-      req.prefixes = ZYDIS_ATTRIB_HAS_LOCK;
+      req.prefixes |= ZYDIS_ATTRIB_HAS_LOCK;
     }
     if ((entry.flags & kEvex) && VL == 64 && rng_.Chance(5) && req.operand_count >= 3 &&
         req.operands[req.operand_count - 1].type == ZYDIS_OPERAND_TYPE_REGISTER) {

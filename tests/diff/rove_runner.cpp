@@ -56,6 +56,7 @@ Outcome RunRoveInProcess(const DiffInput& input, const RoveRunOptions& options) 
   testing::SetTestMachineState(s, config);
   std::memcpy(s.gpr, input.init.gpr, sizeof(s.gpr));
   s.rflags = (input.init.rflags & rflags::kHostLive) | rflags::kFixed1;
+  s.seg[kGs].base = input.init.gs_base;
   std::memcpy(s.xsave, input.init.xsave, sizeof(input.init.xsave));
 
   const StopInfo stop = testing::RunWithWatchdog(vcpu, options.max_exits, options.timeout_ms);
@@ -63,6 +64,7 @@ Outcome RunRoveInProcess(const DiffInput& input, const RoveRunOptions& options) 
   std::memcpy(out.state.gpr, s.gpr, sizeof(out.state.gpr));
   out.state.rip = s.rip;
   out.state.rflags = s.rflags;
+  out.state.gs_base = s.seg[kGs].base;
   std::memcpy(out.state.xsave, s.xsave, sizeof(out.state.xsave));
   out.data.resize(kDataSize);
   testing::ReadGuestVa(*mem, kDataVa, out.data.data(), kDataSize);

@@ -197,7 +197,7 @@ void BuildTestMachine(GuestMemory& mem, const TestMachineConfig& config) {
 
 void SetTestMachineState(CpuState& state, const TestMachineConfig& config) {
   state.cr0 = cr0::kPe | cr0::kMp | cr0::kEt | cr0::kNe | cr0::kWp | cr0::kPg;
-  state.cr4 = cr4::kPae | cr4::kOsfxsr | cr4::kOsxmmexcpt | cr4::kOsxsave;
+  state.cr4 = cr4::kPae | cr4::kOsfxsr | cr4::kOsxmmexcpt | cr4::kOsxsave | cr4::kFsgsbase;
   state.cr3 = kPml4Gpa;
   state.cr2 = 0;
   state.efer = efer::kLme | efer::kLma | efer::kNxe;

@@ -73,7 +73,8 @@ bool VectorHasErrorCode(uint8_t vector);
 
 // Writes page tables, GDT, TSS, IDT and stubs. Data and code regions are left as they are.
 void BuildTestMachine(GuestMemory& mem, const TestMachineConfig& config);
-// Long mode, paging on, CS/SS/DS/ES/FS/GS, GDTR/IDTR/TR, XCR0; RIP = kCodeVa, RFLAGS = 0x2.
+// Long mode, paging on (CR4: PAE, OSFXSR, OSXMMEXCPT, OSXSAVE, FSGSBASE), CS/SS/DS/ES/FS/GS,
+// GDTR/IDTR/TR, XCR0; RIP = kCodeVa, RFLAGS = 0x2.
 // GPRs and the XSAVE image are left to the caller.
 void SetTestMachineState(CpuState& state, const TestMachineConfig& config);
 // Reads what the stubs recorded (taken == false if no stub ran).

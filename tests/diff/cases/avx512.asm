@@ -71,6 +71,14 @@ CASE avx512_masked_store_beyond_region_faults
   mov eax, 0x001F
   kmovw k1, eax
   vmovdqu32 [REGION_END - 16]{k1}, zmm0
+CASE avx512_zero_mask_load_unmapped
+  ; Every element masked off: nothing is read, no fault, even from an unmapped address.
+  kxorw k3, k3, k3
+  mov rax, 0x50000000
+  vbroadcastss zmm1{k3}, [rax]
+  vmovdqu32 zmm2{k3}{z}, [rax + 64]
+  vpaddd zmm3{k3}, zmm3, [rax + 128]
+  vmovdqu32 [rax + 192]{k3}, zmm4
 CASE avx512_opmask_ops
   mov eax, 0xF0F0
   kmovw k1, eax
