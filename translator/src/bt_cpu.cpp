@@ -98,8 +98,7 @@ void FaultHandler(int sig, siginfo_t* info, void* uc_void) {
       }
       if (it->flags_on_stack) {
         // The guest flags were pushed before a flag-clobbering soft-TLB check.
-        const uint64_t pushed =
-            *reinterpret_cast<const uint64_t*>(uc->uc_mcontext.gregs[REG_RSP]);
+        const uint64_t pushed = *reinterpret_cast<const uint64_t*>(uc->uc_mcontext.gregs[REG_RSP]);
         uint64_t efl = static_cast<uint64_t>(uc->uc_mcontext.gregs[REG_EFL]);
         efl = (efl & ~rflags::kHostLive) | (pushed & rflags::kHostLive);
         uc->uc_mcontext.gregs[REG_EFL] = static_cast<greg_t>(efl);
@@ -213,8 +212,7 @@ void BtCpu::Impl::InvalidateTlbEntry(TlbSet& set, uint64_t idx) {
 void BtCpu::Impl::FlushSoftTlb(bool include_global) {
   for (auto& set : ctx->tlb.set) {
     for (uint64_t i = 0; i < kTlbEntries; ++i) {
-      if (!include_global && set.global[i] && set.entry[i].read_neg_tag != kTlbInvalidTag)
-        continue;
+      if (!include_global && set.global[i] && set.entry[i].read_neg_tag != kTlbInvalidTag) continue;
       InvalidateTlbEntry(set, i);
     }
   }
@@ -410,12 +408,13 @@ BtCpu::BtCpu(GuestMemory& memory, CpuState& state, BtOptions options)
   memory.SetCodeWriteObserver([this](uint64_t page) { NotifyCodeWrite(page); });
 }
 
-void BtCpu::SetPeers(std::vector<BtCpu*> peers) { impl_->peers = std::move(peers); }
+void BtCpu::SetPeers(std::vector<BtCpu*> peers) {
+  impl_->peers = std::move(peers);
+}
 
 void BtCpu::NotifyCodeWrite(uint64_t page_gpa) {
   Impl& im = *impl_;
-  if (im.owner_thread == std::this_thread::get_id() ||
-      im.owner_thread == std::thread::id()) {
+  if (im.owner_thread == std::this_thread::get_id() || im.owner_thread == std::thread::id()) {
     im.InvalidatePage(page_gpa & kPageMask);
     return;
   }

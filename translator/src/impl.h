@@ -3,12 +3,12 @@
 
 #include <Zydis/Zydis.h>
 
-#include <cstdint>
 #include <atomic>
+#include <cstdint>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <thread>
-#include <memory>
 #include <unordered_map>
 #include <vector>
 

@@ -19,11 +19,11 @@ class PlatformHooks;
 class GuestClock;
 
 enum class StopReason : uint8_t {
-  kHalted,          // HLT with interrupts disabled and nothing that could wake it
-  kShutdown,        // triple fault; `message` describes the guest state
-  kStopRequested,   // RequestStop() was called
+  kHalted,         // HLT with interrupts disabled and nothing that could wake it
+  kShutdown,       // triple fault; `message` describes the guest state
+  kStopRequested,  // RequestStop() was called
   kInstructionLimit,
-  kDebugExit,       // an IoPorts implementation asked to end the run (see RequestStop)
+  kDebugExit,  // an IoPorts implementation asked to end the run (see RequestStop)
 };
 
 struct StopInfo {
