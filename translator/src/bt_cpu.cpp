@@ -448,6 +448,16 @@ void BtCpu::Impl::DrainRemote() {
   for (uint64_t page : translated) FlushSoftTlbForCodePage(page);
 }
 
+void BtCpu::Impl::RegisterBlock(const bt::BlockKey& key, bt::Block* block) {
+  blocks.emplace(key, block);
+  blocks_by_host.emplace(reinterpret_cast<uintptr_t>(block->host), block);
+  for (uint64_t page : block->phys_page) {
+    if (page == ~0ull) continue;
+    blocks_by_page[page].push_back(block);
+    MarkCode(page);
+  }
+}
+
 void BtCpu::Impl::MarkCode(uint64_t phys_page) {
   if (!memory.IsCodePage(phys_page)) {
     for (BtCpu* peer : peers)
@@ -567,14 +577,7 @@ Exit BtCpu::Run(bool single_step) {
         block = im.Translate(mode, linear, phys, &fault);
         if (!block) throw std::runtime_error("translator: block does not fit in an empty cache");
       }
-      im.blocks.emplace(key, block);
-      im.blocks_by_host.emplace(reinterpret_cast<uintptr_t>(block->host), block);
-      im.blocks_by_page[block->phys_page[0]].push_back(block);
-      im.MarkCode(block->phys_page[0]);
-      if (block->phys_page[1] != ~0ull) {
-        im.blocks_by_page[block->phys_page[1]].push_back(block);
-        im.MarkCode(block->phys_page[1]);
-      }
+      im.RegisterBlock(key, block);
     }
     if (block->emulate_only) {
       exit.reason = ExitReason::kEmulate;
@@ -629,14 +632,7 @@ Exit BtCpu::Run(bool single_step) {
           uint64_t tphys = (phys & kPageMask) | (tlinear & (kPageSize - 1));
           target = im.Translate(mode, tlinear, tphys, &fault);
           if (target) {
-            im.blocks.emplace(tkey, target);
-            im.blocks_by_host.emplace(reinterpret_cast<uintptr_t>(target->host), target);
-            im.blocks_by_page[target->phys_page[0]].push_back(target);
-            im.MarkCode(target->phys_page[0]);
-            if (target->phys_page[1] != ~0ull) {
-              im.blocks_by_page[target->phys_page[1]].push_back(target);
-              im.MarkCode(target->phys_page[1]);
-            }
+            im.RegisterBlock(tkey, target);
           }
         }
         if (target && target->valid && target->chainable_target && !target->emulate_only &&

@@ -143,6 +143,8 @@ struct BtCpu::Impl {
   // Records a page as holding translations: marks it in GuestMemory, stops writes to it going
   // through this vCPU's TLB and tells the peers to do the same.
   void MarkCode(uint64_t phys_page);
+  // Makes a freshly translated block findable (lookup, fault mapping, SMC invalidation).
+  void RegisterBlock(const bt::BlockKey& key, bt::Block* block);
 
   // bt_cpu.cpp
   bt::TransMode CurrentMode() const;
