@@ -8,7 +8,7 @@ PACKAGES=(
   libzydis-dev libzycore-dev libasmjit-dev libxbyak-dev
   libboost-container-dev libcli11-dev libfmt-dev libspdlog-dev
   googletest libgtest-dev libgmock-dev libbenchmark-dev
-  nasm cpio acpica-tools
+  nasm cpio acpica-tools ccache
 )
 missing=()
 for p in "${PACKAGES[@]}"; do
