@@ -117,11 +117,16 @@ CpuModel::CpuModel(const CpuModelOptions& o, const HostCpuInfo& host) : apic_id_
   CpuidResult l1 = hb(1);
   CpuidResult m1;
   m1.eax = l1.eax;
-  m1.ebx = (l1.ebx & 0xFFFF) | (1u << 16) | (o.apic_id << 24);  // brand, CLFLUSH size, 1 logical
+  // Topology: one package of cpu_count single-thread cores; APIC ID = core number.
+  const uint32_t cores = std::max<uint32_t>(1, o.cpu_count);
+  uint32_t core_shift = 0;
+  while ((1u << core_shift) < cores) ++core_shift;
+  m1.ebx = (l1.ebx & 0xFFFF) | ((1u << core_shift) << 16) | (o.apic_id << 24);
   m1.ecx = (l1.ecx & kLeaf1EcxAllowed) | Bit(31) /*hypervisor*/;
   if (o.monitor_mwait) m1.ecx |= Bit(3);
   if (o.x2apic) m1.ecx |= l1.ecx & Bit(21);
   m1.edx = l1.edx & kLeaf1EdxAllowed;
+  if (cores > 1) m1.edx |= Bit(28);  // HTT: more than one logical processor per package
   // XSAVE needs the emulated layout to fit CpuState::xsave.
   supported_xcr0_ = host.xcr0 & kEmulatedXcr0;
   if (!o.avx512) supported_xcr0_ &= ~xfeature::kAvx512;
@@ -138,7 +143,11 @@ CpuModel::CpuModel(const CpuModelOptions& o, const HostCpuInfo& host) : apic_id_
   // Deterministic cache parameters: host's, without multi-core sharing information.
   for (uint32_t s = 0; s < 8; ++s) {
     CpuidResult c = hb(4, s);
-    c.eax &= 0x3FFF;  // no cores/threads sharing
+    c.eax &= 0x3FFF;
+    c.eax |= ((1u << core_shift) - 1) << 26;  // cores per package - 1
+    // The last-level cache is shared by the package's cores, the others are per core.
+    const uint32_t level = (c.eax >> 5) & 7;
+    if (level >= 3) c.eax |= ((1u << core_shift) - 1) << 14;
     leaves_[{4, s}] = c;
     if ((c.eax & 0x1F) == 0) break;
   }
@@ -168,9 +177,9 @@ CpuModel::CpuModel(const CpuModelOptions& o, const HostCpuInfo& host) : apic_id_
                        0, 0};
     if (!avx) leaves_[{7, 1}].eax &= ~Bit(4);
   }
-  // Leaf 0xA: no performance counters. Leaf 0xB: one thread, one core.
+  // Leaf 0xA: no performance counters. Leaf 0xB: one thread per core, `cores` cores.
   leaves_[{0xB, 0}] = {0, 1, 0x100, o.apic_id};
-  leaves_[{0xB, 1}] = {0, 1, 0x201, o.apic_id};
+  leaves_[{0xB, 1}] = {core_shift, cores, 0x201, o.apic_id};
 
   // XSAVE layout from the host for the components we support.
   xsave_offset_[0] = 0;
@@ -228,7 +237,10 @@ CpuModel::CpuModel(const CpuModelOptions& o, const HostCpuInfo& host) : apic_id_
   max_phys_bits_ = kMaxPhysAddrBits;
   uint32_t linear_bits = (x8.eax >> 8) & 0xFF;
   if (linear_bits == 0) linear_bits = 48;
-  leaves_[{0x80000008, 0}] = {max_phys_bits_ | (linear_bits << 8), x8.ebx & kExt8EbxAllowed, 0, 0};
+  // AMD describes the package's cores here (Intel: reserved).
+  const uint32_t amd_cores = amd_ ? (core_shift << 12) | (cores - 1) : 0;
+  leaves_[{0x80000008, 0}] = {max_phys_bits_ | (linear_bits << 8), x8.ebx & kExt8EbxAllowed,
+                              amd_cores, 0};
 }
 
 const CpuidResult* CpuModel::Find(uint32_t leaf, uint32_t subleaf) const {

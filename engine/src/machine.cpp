@@ -182,8 +182,8 @@ Machine::Machine(const MachineConfig& config) : impl_(std::make_unique<Impl>()) 
   im.ports = std::make_unique<BusPorts>(im.pio);
   im.clock = std::make_unique<GuestClock>(CpuModel().tsc_hz());
   for (unsigned i = 0; i < config.cpus; ++i)
-    im.vcpus.push_back(
-        std::make_unique<Vcpu>(*im.memory, *im.ports, static_cast<int>(i), im.clock.get()));
+    im.vcpus.push_back(std::make_unique<Vcpu>(*im.memory, *im.ports, static_cast<int>(i),
+                                              im.clock.get(), static_cast<int>(config.cpus)));
   std::vector<Vcpu*> all;
   for (auto& v : im.vcpus) all.push_back(v.get());
   for (auto& v : im.vcpus) v->SetPeers(all);

@@ -17,12 +17,13 @@
 namespace rove {
 
 struct Vcpu::Impl {
-  Impl(GuestMemory& memory_in, IoPorts& io_in, int index_in, GuestClock* shared_clock)
+  Impl(GuestMemory& memory_in, IoPorts& io_in, int index_in, GuestClock* shared_clock,
+       int cpu_count)
       : memory(memory_in),
         io(io_in),
         index(index_in),
         linear(memory_in),
-        model(ModelOptions(index_in)),
+        model(ModelOptions(index_in, cpu_count)),
         own_clock(model.tsc_hz()),
         clock(shared_clock ? *shared_clock : own_clock),
         bt(memory_in, state),
@@ -30,9 +31,10 @@ struct Vcpu::Impl {
     ResetCpuState(state);
   }
 
-  static CpuModelOptions ModelOptions(int index) {
+  static CpuModelOptions ModelOptions(int index, int cpu_count) {
     CpuModelOptions o;
     o.apic_id = static_cast<uint32_t>(index);
+    o.cpu_count = static_cast<uint32_t>(cpu_count);
     return o;
   }
 
@@ -111,8 +113,8 @@ struct Vcpu::Impl {
   int pending_sipi = -1;
 };
 
-Vcpu::Vcpu(GuestMemory& memory, IoPorts& io, int index, GuestClock* clock)
-    : impl_(std::make_unique<Impl>(memory, io, index, clock)) {}
+Vcpu::Vcpu(GuestMemory& memory, IoPorts& io, int index, GuestClock* clock, int cpu_count)
+    : impl_(std::make_unique<Impl>(memory, io, index, clock, cpu_count)) {}
 
 void Vcpu::SetPeers(const std::vector<Vcpu*>& peers) {
   std::vector<BtCpu*> bts;

@@ -35,6 +35,9 @@ struct CpuModelOptions {
   bool x2apic = false;         // expose x2APIC (needs the interrupt controller's support)
   bool la57 = false;           // expose 5-level paging (when the host has it)
   uint32_t apic_id = 0;        // initial APIC ID (vCPU index)
+  // vCPUs of the machine, described as cores of one package (so Linux sees them as siblings
+  // and reuses the boot CPU's delay calibration instead of timing each AP).
+  uint32_t cpu_count = 1;
 };
 
 // XSAVE state components.

@@ -43,9 +43,10 @@ struct VcpuStats {
 
 class Vcpu {
  public:
-  // `index` is the vCPU number (its initial APIC ID). vCPUs of one machine share `clock` so
-  // their TSCs agree; without one the vCPU has its own.
-  Vcpu(GuestMemory& memory, IoPorts& io, int index = 0, GuestClock* clock = nullptr);
+  // `index` is the vCPU number (its initial APIC ID) of `cpu_count`. vCPUs of one machine share
+  // `clock` so their TSCs agree; without one the vCPU has its own.
+  Vcpu(GuestMemory& memory, IoPorts& io, int index = 0, GuestClock* clock = nullptr,
+       int cpu_count = 1);
   ~Vcpu();
   Vcpu(const Vcpu&) = delete;
   Vcpu& operator=(const Vcpu&) = delete;
