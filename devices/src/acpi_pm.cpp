@@ -12,7 +12,7 @@ AcpiPm::AcpiPm(const Clock& clock, IrqLine sci, std::function<void()> power_off)
     : clock_(clock), sci_(sci), power_off_(std::move(power_off)), epoch_ns_(clock.NowNs()) {}
 
 uint32_t AcpiPm::TimerLocked() const {
-  return uint32_t(NsToTicks(clock_.NowNs() - epoch_ns_, kTimerHz)) & 0xFFFFFF;
+  return uint32_t(NsToTicks(ElapsedNs(clock_.NowNs(), epoch_ns_), kTimerHz)) & 0xFFFFFF;
 }
 
 void AcpiPm::UpdateSciLocked() {
@@ -35,7 +35,8 @@ uint8_t AcpiPm::ReadByteLocked(unsigned offset) {
   auto byte_of = [&](uint32_t v, unsigned base) { return uint8_t(v >> (8 * (offset - base))); };
   if (offset < 2) {
     // TMR_STS is set whenever the timer's bit 23 has toggled since the last look.
-    const uint32_t msb = (uint32_t(NsToTicks(clock_.NowNs() - epoch_ns_, kTimerHz)) >> 23);
+    const uint32_t msb =
+        (uint32_t(NsToTicks(ElapsedNs(clock_.NowNs(), epoch_ns_), kTimerHz)) >> 23);
     if (msb != last_timer_msb_) {
       pm1_sts_ |= kTmrSts;
       last_timer_msb_ = msb;
@@ -92,6 +93,42 @@ void AcpiPm::Write(uint64_t offset, std::span<const uint8_t> data) {
     UpdateSciLocked();
   }
   if (power_off && power_off_) power_off_();
+}
+
+// --- Snapshot. ---
+
+void AcpiPm::SaveState(StateWriter& out) const {
+  std::lock_guard lock(mu_);
+  out.U16(pm1_sts_);
+  out.U16(pm1_en_);
+  out.U16(pm1_cnt_);
+  out.U16(gpe0_sts_);
+  out.U16(gpe0_en_);
+  out.U32(last_timer_msb_);
+  // The timer's whole tick count (not just its 24 bits) and the phase within the tick, so
+  // TMR_STS and the counter continue exactly.
+  out.U64(ElapsedNs(clock_.NowNs(), epoch_ns_));
+}
+
+void AcpiPm::LoadState(StateReader& in) {
+  const uint16_t pm1_sts = in.U16("pm1 status");
+  const uint16_t pm1_en = in.U16("pm1 enable");
+  const uint16_t pm1_cnt = in.U16("pm1 control");
+  if (!(pm1_cnt & kSciEn) || (pm1_cnt & ~(kPm1CntWritable | kSciEn)))
+    in.Fail("invalid PM1 control");
+  const uint16_t gpe0_sts = in.U16("gpe0 status");
+  const uint16_t gpe0_en = in.U16("gpe0 enable");
+  const uint32_t last_msb = in.U32("last timer msb");
+  const uint64_t elapsed = in.U64Max(UINT64_MAX / 2, "timer elapsed ns");
+  std::lock_guard lock(mu_);
+  pm1_sts_ = pm1_sts;
+  pm1_en_ = pm1_en;
+  pm1_cnt_ = pm1_cnt;
+  gpe0_sts_ = gpe0_sts;
+  gpe0_en_ = gpe0_en;
+  last_timer_msb_ = last_msb;
+  epoch_ns_ = clock_.NowNs() - elapsed;  // may wrap: reads use ElapsedNs
+  UpdateSciLocked();
 }
 
 }  // namespace rove

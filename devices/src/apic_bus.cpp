@@ -138,4 +138,14 @@ void ApicBus::Wake(unsigned cpu) {
   if (wake_) wake_(cpu);
 }
 
+// --- Snapshot. ---
+
+void ApicBus::SaveState(StateWriter& out) const {
+  out.U32(lowest_priority_rotor_.load(std::memory_order_relaxed));
+}
+
+void ApicBus::LoadState(StateReader& in) {
+  lowest_priority_rotor_.store(in.U32("lowest priority rotor"), std::memory_order_relaxed);
+}
+
 }  // namespace rove

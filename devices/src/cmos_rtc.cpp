@@ -132,11 +132,19 @@ uint64_t CmosRtc::PeriodNsLocked() const {
   return uint64_t(kNsPerSecond) / hz;
 }
 
+uint64_t CmosRtc::PeriodIndexLocked(uint64_t t, uint64_t period) const {
+  return (t + period - periodic_phase_ns_ % period) / period;
+}
+
+uint64_t CmosRtc::NextPeriodicLocked(uint64_t t, uint64_t period) const {
+  return PeriodIndexLocked(t, period) * period + periodic_phase_ns_ % period;
+}
+
 void CmosRtc::ScheduleLocked() {
   const uint64_t now = clock_.NowNs();
   const uint64_t period = PeriodNsLocked();
   if (period && (ram_[kRegB] & kRegBPeriodicIe)) {
-    timers_.Arm(periodic_timer_, (now / period + 1) * period);
+    timers_.Arm(periodic_timer_, NextPeriodicLocked(now, period));
   } else {
     timers_.Disarm(periodic_timer_);
   }
@@ -165,7 +173,7 @@ void CmosRtc::OnPeriodic(uint64_t now) {
   if (!period || !(ram_[kRegB] & kRegBPeriodicIe)) return;
   reg_c_ |= kRegCPeriodic;
   UpdateIrqLocked();
-  timers_.Arm(periodic_timer_, (now / period + 1) * period);
+  timers_.Arm(periodic_timer_, NextPeriodicLocked(now, period));
 }
 
 void CmosRtc::OnUpdate(uint64_t now) {
@@ -217,7 +225,9 @@ uint8_t CmosRtc::ReadLocked(uint8_t index) {
       // Flags of events whose interrupts are disabled are still set, lazily.
       const uint64_t now = clock_.NowNs();
       const uint64_t period = PeriodNsLocked();
-      if (period && now / period != last_c_read_ns_ / period) reg_c_ |= kRegCPeriodic;
+      if (period && PeriodIndexLocked(now, period) != PeriodIndexLocked(last_c_read_ns_, period)) {
+        reg_c_ |= kRegCPeriodic;
+      }
       const int64_t second = FloorDiv(GuestWallNs(), kNsPerSecond);
       if (second != last_c_read_second_ && !(ram_[kRegB] & kRegBSet)) reg_c_ |= kRegCUpdate;
       last_c_read_ns_ = now;
@@ -339,6 +349,69 @@ void CmosRtc::SetMemorySize(uint64_t below_4g, uint64_t above_4g) {
 void CmosRtc::SetCpuCount(unsigned cpus) {
   std::lock_guard lock(mu_);
   ram_[0x5F] = uint8_t(cpus == 0 ? 0 : cpus - 1);
+}
+
+// --- Snapshot. ---
+
+void CmosRtc::SaveState(StateWriter& out) const {
+  std::lock_guard lock(mu_);
+  const uint64_t now = clock_.NowNs();
+  const uint64_t period = PeriodNsLocked();
+  out.Bytes(ram_.data(), ram_.size());
+  out.U8(index_);
+  out.Bool(nmi_disabled_);
+  out.I64(offset_ns_);
+  out.U8(reg_c_);
+  out.Bytes(frozen_.data(), frozen_.size());
+  // The periodic rate's phase as the time to its next boundary; whether a boundary has passed
+  // since register C was last read (its lazily set PF flag); the last second register C saw.
+  out.U64(period ? NextPeriodicLocked(now, period) - now : 0);
+  out.Bool(period && PeriodIndexLocked(now, period) != PeriodIndexLocked(last_c_read_ns_, period));
+  out.I64(last_c_read_second_);
+  // A timer that should be armed but is not has its callback under way (waiting for our lock):
+  // the loaded copy fires it at once.
+  const bool periodic_on = period && (ram_[kRegB] & kRegBPeriodicIe);
+  const bool update_on =
+      (ram_[kRegB] & (kRegBUpdateIe | kRegBAlarmIe)) && !(ram_[kRegB] & kRegBSet);
+  out.Bool(periodic_on && !timers_.armed(periodic_timer_));
+  out.Bool(update_on && !timers_.armed(update_timer_));
+}
+
+void CmosRtc::LoadState(StateReader& in) {
+  std::array<uint8_t, 128> ram;
+  in.Bytes(ram.data(), ram.size(), "cmos ram");
+  if (ram[kRegA] & kRegAUip) in.Fail("register A has the UIP bit stored");
+  const uint8_t index = in.U8Max(0x7F, "index");
+  const bool nmi_disabled = in.Bool("nmi disabled");
+  const int64_t offset_ns = in.I64("time offset ns");
+  // Keep the guest time representable in int64 nanoseconds: +-200 years from the host time.
+  constexpr int64_t kMaxOffset = int64_t(200) * 366 * 86400 * kNsPerSecond;
+  if (offset_ns > kMaxOffset || offset_ns < -kMaxOffset) in.Fail("time-of-day offset out of range");
+  const uint8_t reg_c = in.U8("register C");
+  std::array<uint8_t, 0x33> frozen;
+  in.Bytes(frozen.data(), frozen.size(), "frozen time registers");
+  const uint64_t to_boundary = in.U64Max(kNsPerSecond, "periodic phase ns");
+  const bool pf_pending = in.Bool("periodic flag pending");
+  const int64_t last_second = in.I64("last register C second");
+  const bool periodic_due = in.Bool("periodic interrupt due");
+  const bool update_due = in.Bool("update interrupt due");
+
+  std::lock_guard lock(mu_);
+  const uint64_t now = clock_.NowNs();
+  ram_ = ram;
+  index_ = index;
+  nmi_disabled_ = nmi_disabled;
+  offset_ns_ = offset_ns;
+  reg_c_ = reg_c;
+  frozen_ = frozen;
+  last_c_read_second_ = last_second;
+  const uint64_t period = PeriodNsLocked();
+  periodic_phase_ns_ = period ? (now + to_boundary) % period : 0;
+  last_c_read_ns_ = (pf_pending && period) ? now - std::min(now, period) : now;
+  UpdateIrqLocked();
+  ScheduleLocked();
+  if (periodic_due) timers_.Arm(periodic_timer_, now);
+  if (update_due) timers_.Arm(update_timer_, now);
 }
 
 }  // namespace rove

@@ -24,4 +24,21 @@ std::optional<int> DebugExit::status() const {
   return status_;
 }
 
+// --- Snapshot. ---
+
+void DebugExit::SaveState(StateWriter& out) const {
+  std::lock_guard lock(mu_);
+  out.Bool(status_.has_value());
+  out.U32(uint32_t(status_.value_or(0)));
+}
+
+void DebugExit::LoadState(StateReader& in) {
+  const bool has = in.Bool("status written");
+  const uint32_t status = in.U32("status");
+  if (!has && status) in.Fail("status without the flag");
+  if (has && !(status & 1)) in.Fail("status does not have bit 0 set");
+  std::lock_guard lock(mu_);
+  status_ = has ? std::optional<int>(int(status)) : std::nullopt;
+}
+
 }  // namespace rove

@@ -179,4 +179,104 @@ std::unique_ptr<PcDevices> BuildPcDevices(const PcConfig& config, PcCallbacks ca
   return std::unique_ptr<PcDevices>(new PcDevices(std::move(state)));
 }
 
+// --- Snapshot. ---
+
+namespace {
+
+constexpr uint32_t kMachineTag = StateTag("PCDV");
+constexpr uint32_t kVersion1 = 1;
+
+// Stops the timer thread (waiting for a callback under way) and restarts it when done, so no
+// timer callback runs while the devices are saved or loaded.
+class TimerPause {
+ public:
+  explicit TimerPause(TimerQueue& timers) : timers_(timers), was_running_(timers.running()) {
+    if (was_running_) timers_.Stop();
+  }
+  ~TimerPause() {
+    if (was_running_) timers_.Start();
+  }
+  TimerPause(const TimerPause&) = delete;
+  TimerPause& operator=(const TimerPause&) = delete;
+
+ private:
+  TimerQueue& timers_;
+  bool was_running_;
+};
+
+template <typename Device>
+void SaveRecord(StateWriter& out, const char (&tag)[5], const Device& device) {
+  const size_t record = out.BeginRecord(StateTag(tag), kVersion1);
+  device.SaveState(out);
+  out.EndRecord(record);
+}
+
+template <typename Device>
+void LoadRecord(StateReader& in, const char (&tag)[5], Device& device) {
+  StateReader body = in.ReadRecord(StateTag(tag), kVersion1);
+  device.LoadState(body);
+  body.ExpectEnd();
+}
+
+}  // namespace
+
+// Record order: devices that drive interrupt lines first (loading them sets their lines), then
+// the router and the interrupt controllers, which overwrite their input state with the saved
+// one, and the local APICs last.
+void PcDevices::SaveState(StateWriter& out) const {
+  State& s = *state_;
+  TimerPause pause(s.timers);
+  const size_t header = out.BeginRecord(kMachineTag, kVersion1);
+  out.U32(s.apic_bus.cpu_count());
+  out.EndRecord(header);
+  SaveRecord(out, "PIT ", s.pit);
+  SaveRecord(out, "RTC ", s.rtc);
+  SaveRecord(out, "UART", s.com1);
+  SaveRecord(out, "UART", s.com2);
+  SaveRecord(out, "KBC ", s.i8042);
+  SaveRecord(out, "ACPI", s.acpi_pm);
+  SaveRecord(out, "PCI ", s.pci);
+  SaveRecord(out, "FWCF", s.fw_cfg);
+  SaveRecord(out, "DBGX", s.debug_exit);
+  SaveRecord(out, "POST", s.post);
+  SaveRecord(out, "IRQR", s.router);
+  SaveRecord(out, "PIC ", s.pic);
+  SaveRecord(out, "IOAP", s.ioapic);
+  for (unsigned cpu = 0; cpu < s.apic_bus.cpu_count(); ++cpu) {
+    SaveRecord(out, "APIC", s.apic_bus.lapic(cpu));
+  }
+  SaveRecord(out, "APBS", s.apic_bus);
+}
+
+void PcDevices::LoadState(StateReader& in) {
+  State& s = *state_;
+  TimerPause pause(s.timers);
+  {
+    StateReader header = in.ReadRecord(kMachineTag, kVersion1);
+    const uint32_t cpus = header.U32("cpu count");
+    if (cpus != s.apic_bus.cpu_count()) {
+      header.Fail(
+          fmt::format("the snapshot has {} vCPUs, this machine {}", cpus, s.apic_bus.cpu_count()));
+    }
+    header.ExpectEnd();
+  }
+  LoadRecord(in, "PIT ", s.pit);
+  LoadRecord(in, "RTC ", s.rtc);
+  LoadRecord(in, "UART", s.com1);
+  LoadRecord(in, "UART", s.com2);
+  LoadRecord(in, "KBC ", s.i8042);
+  LoadRecord(in, "ACPI", s.acpi_pm);
+  LoadRecord(in, "PCI ", s.pci);
+  LoadRecord(in, "FWCF", s.fw_cfg);
+  LoadRecord(in, "DBGX", s.debug_exit);
+  LoadRecord(in, "POST", s.post);
+  LoadRecord(in, "IRQR", s.router);
+  LoadRecord(in, "PIC ", s.pic);
+  LoadRecord(in, "IOAP", s.ioapic);
+  for (unsigned cpu = 0; cpu < s.apic_bus.cpu_count(); ++cpu) {
+    LoadRecord(in, "APIC", s.apic_bus.lapic(cpu));
+  }
+  LoadRecord(in, "APBS", s.apic_bus);
+}
+
 }  // namespace rove

@@ -222,4 +222,24 @@ void FwCfg::Write(uint64_t offset, std::span<const uint8_t> data) {
   // Writes to the data port are ignored, as in QEMU since 2.4.
 }
 
+// --- Snapshot. ---
+
+void FwCfg::SaveState(StateWriter& out) const {
+  std::lock_guard lock(mu_);
+  out.U16(selected_);
+  out.U32(offset_);
+  out.Bytes(dma_address_, sizeof(dma_address_));
+}
+
+void FwCfg::LoadState(StateReader& in) {
+  const uint16_t selected = in.U16("selector");
+  const uint32_t offset = in.U32("offset");
+  uint8_t dma_address[sizeof(dma_address_)];
+  in.Bytes(dma_address, sizeof(dma_address), "dma address");
+  std::lock_guard lock(mu_);
+  selected_ = selected;
+  offset_ = offset;
+  std::copy(std::begin(dma_address), std::end(dma_address), dma_address_);
+}
+
 }  // namespace rove

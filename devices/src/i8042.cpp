@@ -221,4 +221,49 @@ void I8042::Write(unsigned window, uint64_t offset, std::span<const uint8_t> dat
   if (reset && reset_) reset_();
 }
 
+// --- Snapshot. ---
+
+void I8042::SaveState(StateWriter& out) const {
+  std::lock_guard lock(mu_);
+  out.U32(uint32_t(out_.size()));
+  for (const Byte& b : out_) {
+    out.U8(b.value);
+    out.Bool(b.aux);
+  }
+  out.Bytes(ram_, sizeof(ram_));
+  out.U8(output_port_);
+  out.U8(pending_);
+  out.U8(kbd_pending_);
+  out.U8(aux_pending_);
+  out.Bool(last_was_command_);
+  out.U8(last_read_);
+}
+
+void I8042::LoadState(StateReader& in) {
+  const uint32_t queued = in.U32Max(uint32_t(kMaxQueued), "output queue length");
+  std::deque<Byte> queue;
+  for (uint32_t i = 0; i < queued; ++i) {
+    const uint8_t value = in.U8("queued byte");
+    queue.push_back(Byte{value, in.Bool("queued byte is aux")});
+  }
+  uint8_t ram[sizeof(ram_)];
+  in.Bytes(ram, sizeof(ram), "controller ram");
+  const uint8_t output_port = in.U8("output port");
+  const uint8_t pending = in.U8("pending controller command");
+  const uint8_t kbd_pending = in.U8("pending keyboard command");
+  const uint8_t aux_pending = in.U8("pending mouse command");
+  const bool last_was_command = in.Bool("last write was a command");
+  const uint8_t last_read = in.U8("last byte read");
+  std::lock_guard lock(mu_);
+  out_ = std::move(queue);
+  std::copy(std::begin(ram), std::end(ram), ram_);
+  output_port_ = output_port;
+  pending_ = pending;
+  kbd_pending_ = kbd_pending;
+  aux_pending_ = aux_pending;
+  last_was_command_ = last_was_command;
+  last_read_ = last_read;
+  UpdateIrqLocked();
+}
+
 }  // namespace rove

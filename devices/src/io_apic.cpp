@@ -133,4 +133,35 @@ void IoApic::Write(uint64_t offset, std::span<const uint8_t> data) {
   }
 }
 
+// --- Snapshot. ---
+
+void IoApic::SaveState(StateWriter& out) const {
+  std::lock_guard lock(mu_);
+  out.U8(id_);
+  out.U8(select_);
+  for (uint64_t entry : redir_) out.U64(entry);
+  out.U32(levels_);
+  out.U32(edge_pending_);
+}
+
+void IoApic::LoadState(StateReader& in) {
+  const uint8_t id = in.U8Max(0xF, "id");
+  const uint8_t select = in.U8("ioregsel");
+  uint64_t redir[kPins];
+  for (uint64_t& entry : redir) {
+    entry = in.U64("redirection entry");
+    if (entry & ~(kRedirWritable | kRemoteIrr)) in.Fail("redirection entry sets reserved bits");
+    if ((entry & kRemoteIrr) && !(entry & kLevel)) in.Fail("remote IRR on an edge-triggered pin");
+  }
+  constexpr uint32_t kPinMask = (1u << kPins) - 1;
+  const uint32_t levels = in.U32Max(kPinMask, "input levels");
+  const uint32_t edge_pending = in.U32Max(kPinMask, "pending edges");
+  std::lock_guard lock(mu_);
+  id_ = id;
+  select_ = select;
+  std::copy(std::begin(redir), std::end(redir), redir_);
+  levels_ = levels;
+  edge_pending_ = edge_pending;
+}
+
 }  // namespace rove

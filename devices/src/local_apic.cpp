@@ -597,7 +597,7 @@ uint64_t LocalApic::PeriodNs() const {
 uint32_t LocalApic::CurrentCountLocked(uint64_t now) const {
   if (!timer_running_ || timer_mode() == kTimerTscDeadline || timer_initial_ == 0) return 0;
   const uint64_t elapsed =
-      NsToTicks(now > timer_start_ns_ ? now - timer_start_ns_ : 0, config_.bus_hz) >> DivideShift();
+      NsToTicks(ElapsedNs(now, timer_start_ns_), config_.bus_hz) >> DivideShift();
   if (timer_mode() == kTimerPeriodic) return uint32_t(timer_initial_ - elapsed % timer_initial_);
   return elapsed >= timer_initial_ ? 0 : uint32_t(timer_initial_ - elapsed);
 }
@@ -671,6 +671,103 @@ void LocalApic::SetTscDeadline(uint64_t deadline, uint64_t guest_tsc_now) {
     }
   }
   Run(actions);
+}
+
+// --- Snapshot. ---
+
+void LocalApic::SaveState(StateWriter& out) const {
+  std::lock_guard lock(mu_);
+  const uint64_t now = timers_.clock().NowNs();
+  out.U64(apic_base_.load(std::memory_order_relaxed));
+  out.U32(id_);
+  out.U32(tpr_);
+  out.U32(ldr_);
+  out.U32(dfr_);
+  out.U32(svr_);
+  for (uint32_t v : irr_) out.U32(v);
+  for (uint32_t v : isr_) out.U32(v);
+  for (uint32_t v : tmr_) out.U32(v);
+  out.U32(esr_);
+  out.U32(esr_pending_);
+  out.U32(icr_low_);
+  out.U32(icr_high_);
+  for (uint32_t v : lvt_) out.U32(v);
+  out.U32(timer_initial_);
+  out.U32(timer_divide_);
+  out.Bool(timer_running_);
+  out.U64(timer_running_ ? ElapsedNs(now, timer_start_ns_) : 0);
+  out.U64(timer_running_ ? RemainingNs(timer_next_ns_, now) : 0);
+  out.U64(tsc_deadline_);
+  out.Bool(nmi_pending_);
+  out.Bool(extint_pending_);
+}
+
+void LocalApic::LoadState(StateReader& in) {
+  const uint64_t base = in.U64("apic base");
+  if (base & ~kBaseWritable) in.Fail("APIC base sets reserved bits");
+  if ((base & kBaseExtd) && !(base & kBaseEnable)) in.Fail("APIC base: x2APIC without enable");
+  if (bool(base & kBaseBsp) != config_.bsp) in.Fail("APIC base: BSP flag does not match the CPU");
+  const uint32_t id = in.U32("apic id");
+  const uint32_t tpr = in.U32Max(0xFF, "tpr");
+  const uint32_t ldr = in.U32("ldr");
+  const uint32_t dfr = in.U32("dfr");
+  const uint32_t svr = in.U32Max(0x3FF, "svr");
+  uint32_t irr[8], isr[8], tmr[8];
+  for (uint32_t& v : irr) v = in.U32("irr");
+  for (uint32_t& v : isr) v = in.U32("isr");
+  for (uint32_t& v : tmr) v = in.U32("tmr");
+  const uint32_t esr = in.U32("esr");
+  const uint32_t esr_pending = in.U32("esr pending");
+  const uint32_t icr_low = in.U32("icr low");
+  const uint32_t icr_high = in.U32("icr high");
+  uint32_t lvt[kLvtCount];
+  for (uint32_t& v : lvt) v = in.U32("lvt");
+  if (((lvt[kLvtTimer] >> 17) & 3) == 3) in.Fail("reserved LVT timer mode");
+  const uint32_t timer_initial = in.U32("timer initial count");
+  const uint32_t timer_divide = in.U32("timer divide");
+  if (timer_divide & ~0xBu) in.Fail("invalid timer divide configuration");
+  const bool timer_running = in.Bool("timer running");
+  const uint64_t elapsed = in.U64Max(UINT64_MAX / 2, "timer elapsed ns");
+  const uint64_t remaining = in.U64Max(UINT64_MAX / 2, "timer remaining ns");
+  const uint64_t tsc_deadline = in.U64("tsc deadline");
+  const bool nmi_pending = in.Bool("nmi pending");
+  const bool extint_pending = in.Bool("extint pending");
+
+  {
+    std::lock_guard lock(mu_);
+    const uint64_t now = timers_.clock().NowNs();
+    apic_base_.store(base, std::memory_order_release);
+    id_ = id;
+    tpr_ = tpr;
+    ldr_ = ldr;
+    dfr_ = dfr;
+    svr_ = svr;
+    std::copy(std::begin(irr), std::end(irr), irr_);
+    std::copy(std::begin(isr), std::end(isr), isr_);
+    std::copy(std::begin(tmr), std::end(tmr), tmr_);
+    esr_ = esr;
+    esr_pending_ = esr_pending;
+    icr_low_ = icr_low;
+    icr_high_ = icr_high;
+    std::copy(std::begin(lvt), std::end(lvt), lvt_);
+    timer_initial_ = timer_initial;
+    timer_divide_ = timer_divide;
+    tsc_deadline_ = tsc_deadline;
+    nmi_pending_ = nmi_pending;
+    extint_pending_ = extint_pending;
+    timer_running_ = timer_running;
+    if (timer_running) {
+      timer_start_ns_ = now - elapsed;  // may wrap: CurrentCountLocked uses ElapsedNs
+      timer_next_ns_ = now + remaining;
+      timers_.Arm(timer_id_, timer_next_ns_);
+    } else {
+      timer_start_ns_ = 0;
+      timer_next_ns_ = 0;
+      timers_.Disarm(timer_id_);
+    }
+  }
+  // A pending interrupt or NMI must reach a halted vCPU.
+  host_.Wake(cpu_);
 }
 
 }  // namespace rove

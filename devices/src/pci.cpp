@@ -216,4 +216,82 @@ void PciRoot::Write(unsigned window, uint64_t offset, std::span<const uint8_t> d
               uint16_t((address & 0xFC) + (offset - 4)), data);
 }
 
+// --- Snapshot. ---
+
+void PciFunction::SaveState(StateWriter&) const {
+  throw StateError("device state: a PCI function without snapshot support cannot be saved");
+}
+
+void PciFunction::LoadState(StateReader& in) {
+  in.Fail("a PCI function without snapshot support cannot be loaded");
+}
+
+void PciConfigSpace::SaveState(StateWriter& out) const {
+  std::lock_guard lock(mu_);
+  out.Blob(space_);
+}
+
+void PciConfigSpace::LoadState(StateReader& in) {
+  {
+    std::lock_guard lock(mu_);
+    const std::vector<uint8_t> space = in.Blob(space_.size(), "config space");
+    if (space.size() != space_.size()) in.Fail("config space size differs from the device's");
+    space_ = space;
+  }
+  OnConfigWrite(0, space_.size());
+}
+
+void PciRoot::SaveState(StateWriter& out) const {
+  std::array<std::shared_ptr<PciFunction>, 256> functions;
+  {
+    std::lock_guard lock(mu_);
+    out.U32(address_);
+    out.U8(reset_control_);
+    functions = bus0_;
+  }
+  uint32_t count = 0;
+  for (const auto& fn : functions) count += fn != nullptr;
+  out.U32(count);
+  for (size_t slot = 0; slot < functions.size(); ++slot) {
+    if (!functions[slot]) continue;
+    out.U8(uint8_t(slot));
+    const size_t record = out.BeginRecord(StateTag("PCIF"), 1);
+    functions[slot]->SaveState(out);
+    out.EndRecord(record);
+  }
+}
+
+void PciRoot::LoadState(StateReader& in) {
+  const uint32_t address = in.U32("cf8 address");
+  if (address & ~0x80FFFFFCu) in.Fail("CF8 address sets reserved bits");
+  const uint8_t reset_control = in.U8("reset control");
+  if (reset_control & ~0x0A) in.Fail("invalid reset control bits");
+  std::array<std::shared_ptr<PciFunction>, 256> functions;
+  {
+    std::lock_guard lock(mu_);
+    functions = bus0_;
+  }
+  uint32_t expected = 0;
+  for (const auto& fn : functions) expected += fn != nullptr;
+  const uint32_t count = in.U32("function count");
+  if (count != expected) {
+    in.Fail("the snapshot has " + std::to_string(count) + " PCI functions, this machine " +
+            std::to_string(expected));
+  }
+  int last_slot = -1;
+  for (uint32_t i = 0; i < count; ++i) {
+    const uint8_t slot = in.U8("function slot");
+    if (int(slot) <= last_slot) in.Fail("PCI function slots out of order");
+    last_slot = slot;
+    if (!functions[slot])
+      in.Fail("the snapshot has a PCI function in a slot this machine has empty");
+    StateReader body = in.ReadRecord(StateTag("PCIF"), 1);
+    functions[slot]->LoadState(body);
+    body.ExpectEnd();
+  }
+  std::lock_guard lock(mu_);
+  address_ = address;
+  reset_control_ = reset_control;
+}
+
 }  // namespace rove

@@ -248,4 +248,66 @@ void Pic8259::Write(unsigned window, uint64_t offset, std::span<const uint8_t> d
   for (size_t i = 0; i < data.size(); ++i) WritePort(window, unsigned(offset + i), data[i]);
 }
 
+// --- Snapshot. ---
+
+void Pic8259::SaveState(StateWriter& out) const {
+  std::lock_guard lock(mu_);
+  for (const Chip& c : chips_) {
+    out.U8(c.irr);
+    out.U8(c.isr);
+    out.U8(c.imr);
+    out.U8(c.levels);
+    out.U8(c.elcr);
+    out.U8(c.lowest);
+    out.U8(c.vector_base);
+    out.U8(c.init_step);
+    out.Bool(c.icw4_needed);
+    out.Bool(c.single);
+    out.Bool(c.ltim);
+    out.Bool(c.auto_eoi);
+    out.Bool(c.rotate_on_aeoi);
+    out.Bool(c.special_fully_nested);
+    out.Bool(c.special_mask);
+    out.Bool(c.read_isr);
+    out.Bool(c.poll);
+  }
+  out.Bool(output_);
+}
+
+void Pic8259::LoadState(StateReader& in) {
+  Chip loaded[2];
+  for (unsigned i = 0; i < 2; ++i) {
+    Chip& c = loaded[i];
+    c.elcr_mask = chips_[i].elcr_mask;  // wiring, not state
+    c.irr = in.U8("irr");
+    c.isr = in.U8("isr");
+    c.imr = in.U8("imr");
+    c.levels = in.U8("input levels");
+    c.elcr = in.U8("elcr");
+    if (c.elcr & ~c.elcr_mask) in.Fail("ELCR sets a bit of an edge-only IRQ");
+    c.lowest = in.U8Max(7, "lowest priority IRQ");
+    c.vector_base = in.U8("vector base");
+    if (c.vector_base & 7) in.Fail("vector base is not a multiple of 8");
+    c.init_step = in.U8Max(4, "init step");
+    if (c.init_step == 1) in.Fail("invalid init step 1");
+    c.icw4_needed = in.Bool("icw4 needed");
+    c.single = in.Bool("single");
+    c.ltim = in.Bool("ltim");
+    c.auto_eoi = in.Bool("auto eoi");
+    c.rotate_on_aeoi = in.Bool("rotate on aeoi");
+    c.special_fully_nested = in.Bool("special fully nested");
+    c.special_mask = in.Bool("special mask");
+    c.read_isr = in.Bool("read isr");
+    c.poll = in.Bool("poll");
+  }
+  in.Bool("intr output");  // derived from the rest; recomputed below
+  std::lock_guard lock(mu_);
+  chips_[0] = loaded[0];
+  chips_[1] = loaded[1];
+  // Recompute INTR from the loaded registers; an asserted output reaches the listener (wakes
+  // the vCPU that takes ExtINT).
+  output_ = false;
+  Update();
+}
+
 }  // namespace rove

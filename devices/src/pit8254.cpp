@@ -47,7 +47,7 @@ Pit8254::~Pit8254() {
 uint64_t Pit8254::Ticks(const Channel& c, uint64_t now) const {
   if (!c.armed) return 0;
   if (c.frozen) return c.frozen_ticks;
-  return NsToTicks(now > c.start_ns ? now - c.start_ns : 0, kHz);
+  return NsToTicks(ElapsedNs(now, c.start_ns), kHz);
 }
 
 uint16_t Pit8254::CountAt(const Channel& c, uint64_t now) const {
@@ -325,6 +325,93 @@ void Pit8254::Write(unsigned window, uint64_t offset, std::span<const uint8_t> d
       port_b_high_ = data[i] & 0x0C;
       SetGate2(data[i] & 0x01, now);
     }
+  }
+}
+
+// --- Snapshot. ---
+
+void Pit8254::SaveState(StateWriter& out) const {
+  std::lock_guard lock(mu_);
+  const uint64_t now = clock_.NowNs();
+  for (const Channel& c : ch_) {
+    out.U8(c.mode);
+    out.U8(c.access);
+    out.Bool(c.bcd);
+    out.U32(c.reload);
+    out.Bool(c.loaded);
+    out.Bool(c.armed);
+    out.U64(ElapsedNs(now, c.start_ns));
+    out.Bool(c.gate);
+    out.Bool(c.frozen);
+    out.U64(c.frozen_ticks);
+    out.Bool(c.null_count);
+    out.Bool(c.write_msb_next);
+    out.U8(c.write_lsb);
+    out.Bool(c.read_msb_next);
+    out.Bool(c.count_latched);
+    out.U16(c.latched_count);
+    out.U8(c.latch_bytes_left);
+    out.Bool(c.latch_msb_next);
+    out.Bool(c.status_latched);
+    out.U8(c.latched_status);
+  }
+  out.Bool(irq_armed_);
+  out.U64(irq_armed_ ? RemainingNs(next_irq_ns_, now) : 0);
+  out.Bool(speaker_enable_);
+  out.U8(port_b_high_);
+}
+
+void Pit8254::LoadState(StateReader& in) {
+  Channel loaded[3];
+  uint64_t elapsed[3];
+  for (unsigned i = 0; i < 3; ++i) {
+    Channel& c = loaded[i];
+    c.mode = in.U8Max(5, "mode");
+    c.access = in.U8Max(3, "access");
+    if (c.access == 0) in.Fail("invalid access mode 0");
+    c.bcd = in.Bool("bcd");
+    c.reload = in.U32Max(0x10000, "reload");
+    if (c.reload == 0 || (c.bcd && c.reload > 10000)) in.Fail("invalid reload value");
+    c.loaded = in.Bool("loaded");
+    c.armed = in.Bool("armed");
+    elapsed[i] = in.U64Max(UINT64_MAX / 2, "elapsed ns");
+    c.gate = in.Bool("gate");
+    if (i != 2 && !c.gate) in.Fail("gate of channel 0/1 is low");
+    c.frozen = in.Bool("frozen");
+    c.frozen_ticks = in.U64("frozen ticks");
+    c.null_count = in.Bool("null count");
+    c.write_msb_next = in.Bool("write msb next");
+    c.write_lsb = in.U8("write lsb");
+    c.read_msb_next = in.Bool("read msb next");
+    c.count_latched = in.Bool("count latched");
+    c.latched_count = in.U16("latched count");
+    c.latch_bytes_left = in.U8Max(2, "latch bytes left");
+    if (c.count_latched != (c.latch_bytes_left != 0)) in.Fail("inconsistent count latch");
+    c.latch_msb_next = in.Bool("latch msb next");
+    c.status_latched = in.Bool("status latched");
+    c.latched_status = in.U8("latched status");
+  }
+  const bool irq_armed = in.Bool("irq0 armed");
+  const uint64_t irq_remaining = in.U64Max(UINT64_MAX / 2, "irq0 remaining ns");
+  const bool speaker_enable = in.Bool("speaker enable");
+  const uint8_t port_b_high = in.U8("port B bits");
+  if (port_b_high & ~0x0C) in.Fail("invalid port B bits");
+
+  std::lock_guard lock(mu_);
+  const uint64_t now = clock_.NowNs();
+  for (unsigned i = 0; i < 3; ++i) {
+    ch_[i] = loaded[i];
+    ch_[i].start_ns = now - elapsed[i];  // may wrap: Ticks() uses ElapsedNs
+  }
+  speaker_enable_ = speaker_enable;
+  port_b_high_ = port_b_high;
+  irq_armed_ = irq_armed;
+  if (irq_armed) {
+    next_irq_ns_ = now + irq_remaining;
+    timers_.Arm(timer_id_, next_irq_ns_);
+  } else {
+    next_irq_ns_ = 0;
+    timers_.Disarm(timer_id_);
   }
 }
 

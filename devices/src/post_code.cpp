@@ -11,4 +11,18 @@ void PostCode::Write(uint64_t, std::span<const uint8_t> data) {
   writes_.fetch_add(1, std::memory_order_relaxed);
 }
 
+// --- Snapshot. ---
+
+void PostCode::SaveState(StateWriter& out) const {
+  out.U8(last());
+  out.U64(writes());
+}
+
+void PostCode::LoadState(StateReader& in) {
+  const uint8_t last = in.U8("last value");
+  const uint64_t writes = in.U64("write count");
+  last_.store(last, std::memory_order_relaxed);
+  writes_.store(writes, std::memory_order_relaxed);
+}
+
 }  // namespace rove

@@ -223,4 +223,58 @@ void Uart16550::Write(uint64_t offset, std::span<const uint8_t> data) {
   }
 }
 
+// --- Snapshot. ---
+
+void Uart16550::SaveState(StateWriter& out) const {
+  std::lock_guard lock(mu_);
+  std::vector<uint8_t> rx(rx_.begin(), rx_.end());
+  out.Blob(rx);
+  out.U8(ier_);
+  out.U8(lcr_);
+  out.U8(mcr_);
+  out.U8(lsr_errors_);
+  out.U8(msr_);
+  out.U8(scr_);
+  out.U8(dll_);
+  out.U8(dlm_);
+  out.Bool(fifo_enabled_);
+  out.U8(uint8_t(rx_trigger_));
+  out.Bool(thr_interrupt_);
+}
+
+void Uart16550::LoadState(StateReader& in) {
+  const std::vector<uint8_t> rx = in.Blob(kFifoSize, "receive fifo");
+  const uint8_t ier = in.U8Max(0x0F, "ier");
+  const uint8_t lcr = in.U8("lcr");
+  const uint8_t mcr = in.U8Max(0x1F, "mcr");
+  const uint8_t lsr_errors = in.U8("lsr errors");
+  if (lsr_errors & ~0x1E) in.Fail("invalid LSR error bits");
+  const uint8_t msr = in.U8("msr");
+  const uint8_t scr = in.U8("scr");
+  const uint8_t dll = in.U8("dll");
+  const uint8_t dlm = in.U8("dlm");
+  const bool fifo_enabled = in.Bool("fifo enabled");
+  const uint8_t trigger = in.U8("rx trigger");
+  if (fifo_enabled ? !std::count(std::begin(kTriggerLevels), std::end(kTriggerLevels), trigger)
+                   : trigger != 1) {
+    in.Fail("invalid receive trigger level");
+  }
+  if (rx.size() > (fifo_enabled ? kFifoSize : 1)) in.Fail("receive FIFO holds more than it can");
+  const bool thr_interrupt = in.Bool("thr interrupt");
+  std::lock_guard lock(mu_);
+  rx_.assign(rx.begin(), rx.end());
+  ier_ = ier;
+  lcr_ = lcr;
+  mcr_ = mcr;
+  lsr_errors_ = lsr_errors;
+  msr_ = msr;
+  scr_ = scr;
+  dll_ = dll;
+  dlm_ = dlm;
+  fifo_enabled_ = fifo_enabled;
+  rx_trigger_ = trigger;
+  thr_interrupt_ = thr_interrupt;
+  UpdateIrqLocked();
+}
+
 }  // namespace rove

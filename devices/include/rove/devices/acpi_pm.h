@@ -21,6 +21,7 @@
 
 #include "rove/devices/bus.h"
 #include "rove/devices/clock.h"
+#include "rove/devices/device_state.h"
 #include "rove/devices/irq.h"
 
 namespace rove {
@@ -52,6 +53,11 @@ class AcpiPm final : public BusDevice {
   void Read(uint64_t offset, std::span<uint8_t> data) override;
   void Write(uint64_t offset, std::span<const uint8_t> data) override;
 
+  // Snapshot (record body, see device_state.h). The PM timer continues from
+  // the value it had at save time; LoadState drives the SCI to match.
+  void SaveState(StateWriter& out) const;
+  void LoadState(StateReader& in);
+
  private:
   uint32_t TimerLocked() const;
   uint8_t ReadByteLocked(unsigned offset);
@@ -60,8 +66,8 @@ class AcpiPm final : public BusDevice {
   const Clock& clock_;
   IrqLine sci_;
   std::function<void()> power_off_;
-  std::mutex mu_;
-  const uint64_t epoch_ns_;
+  mutable std::mutex mu_;
+  uint64_t epoch_ns_;  // when the PM timer read 0 (may wrap after a snapshot load)
   uint16_t pm1_sts_ = 0;
   uint16_t pm1_en_ = 0;
   uint16_t pm1_cnt_ = kSciEn;

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "rove/devices/apic_message.h"
+#include "rove/devices/device_state.h"
 #include "rove/devices/local_apic.h"
 #include "rove/devices/pic8259.h"
 #include "rove/devices/timer_queue.h"
@@ -51,6 +52,11 @@ class ApicBus final : public VcpuInterrupts, public ApicMessageSink, private Loc
   bool HasInterrupt(unsigned cpu) override;
   std::optional<uint8_t> AcknowledgeInterrupt(unsigned cpu) override;
   bool TakeNmi(unsigned cpu) override;
+
+  // Snapshot of the bus's own state (the lowest-priority rotor; the local APICs save
+  // themselves).
+  void SaveState(StateWriter& out) const;
+  void LoadState(StateReader& in);
 
  private:
   // LocalApicHost.

@@ -48,4 +48,12 @@ inline uint64_t TicksToNs(uint64_t ticks, uint64_t hz) {
   return uint64_t(((unsigned __int128)ticks * 1'000'000'000u + hz - 1) / hz);
 }
 
+// Time from `since` to `now`, 0 if `since` is later (a reading taken just before a concurrent
+// re-arm). The difference is taken modulo 2^64, so a start time re-based by a snapshot load to
+// before the clock's epoch (now - elapsed wrapping around) still gives the right elapsed time.
+inline uint64_t ElapsedNs(uint64_t now, uint64_t since) {
+  const uint64_t d = now - since;
+  return int64_t(d) > 0 ? d : 0;
+}
+
 }  // namespace rove

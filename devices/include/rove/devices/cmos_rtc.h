@@ -19,6 +19,7 @@
 #include <mutex>
 
 #include "rove/devices/bus.h"
+#include "rove/devices/device_state.h"
 #include "rove/devices/irq.h"
 #include "rove/devices/timer_queue.h"
 
@@ -72,6 +73,11 @@ class CmosRtc final : public BusDevice {
 
   bool nmi_disabled() const;
 
+  // Snapshot (record body, see device_state.h). The time of day keeps following host wall
+  // time (its guest offset is saved); the periodic rate keeps its phase relative to the clock.
+  void SaveState(StateWriter& out) const;
+  void LoadState(StateReader& in);
+
  private:
   struct Fields {
     int sec, min, hour, wday, mday, mon, year;  // wday 1-7 (Sunday = 1), mon 1-12, full year
@@ -93,6 +99,9 @@ class CmosRtc final : public BusDevice {
   void UpdateIrqLocked();
   void UpdateChecksumLocked();
   uint64_t PeriodNsLocked() const;
+  // Periodic-rate boundaries are at periodic_phase_ns_ (mod period) on the clock.
+  uint64_t PeriodIndexLocked(uint64_t t, uint64_t period) const;
+  uint64_t NextPeriodicLocked(uint64_t t, uint64_t period) const;
   void ScheduleLocked();
   bool AlarmMatchesLocked(const Fields& f) const;
   void OnPeriodic(uint64_t now);
@@ -109,6 +118,7 @@ class CmosRtc final : public BusDevice {
   bool nmi_disabled_ = false;
   int64_t offset_ns_ = 0;  // guest time minus host wall time
   uint8_t reg_c_ = 0;
+  uint64_t periodic_phase_ns_ = 0;
   uint64_t last_c_read_ns_ = 0;         // monotonic, for lazily set PF
   int64_t last_c_read_second_ = 0;      // guest wall second, for lazily set UF
   std::array<uint8_t, 0x33> frozen_{};  // time registers while SET is on

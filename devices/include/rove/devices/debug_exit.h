@@ -11,6 +11,7 @@
 #include <optional>
 
 #include "rove/devices/bus.h"
+#include "rove/devices/device_state.h"
 
 namespace rove {
 
@@ -25,6 +26,10 @@ class DebugExit final : public BusDevice {
 
   // The status of the first write, if any.
   std::optional<int> status() const;
+
+  // Snapshot (record body, see device_state.h).
+  void SaveState(StateWriter& out) const;
+  void LoadState(StateReader& in);
 
  private:
   std::function<void(int)> on_exit_;

@@ -36,6 +36,7 @@
 #include "rove/devices/clock.h"
 #include "rove/devices/cmos_rtc.h"
 #include "rove/devices/debug_exit.h"
+#include "rove/devices/device_state.h"
 #include "rove/devices/fw_cfg.h"
 #include "rove/devices/i8042.h"
 #include "rove/devices/io_apic.h"
@@ -163,6 +164,16 @@ class PcDevices {
   PostCode& post_code();
   TimerQueue& timers();
   const Clock& clock() const;
+
+  // Snapshot of every device as a sequence of records (device_state.h lists them). Call with
+  // the vCPUs paused (no port/MMIO/MSR access in flight); the timer thread is paused for the
+  // duration, so the snapshot is consistent, and timers due meanwhile fire after it.
+  void SaveState(StateWriter& out) const;
+  // Loads a snapshot into this machine, which must be built with the same PcConfig (CPU count,
+  // PCI functions) and have its loader's fw_cfg items. Timers are re-based on this machine's
+  // clock. Throws StateError on any malformed, truncated or mismatched input; the devices are
+  // then in an unspecified (but safe) state and the machine should be discarded.
+  void LoadState(StateReader& in);
 
  private:
   struct State;

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "rove/devices/bus.h"
+#include "rove/devices/device_state.h"
 
 namespace rove {
 
@@ -116,6 +117,12 @@ class FwCfg final : public BusDevice {
 
   void Read(uint64_t offset, std::span<uint8_t> data) override;
   void Write(uint64_t offset, std::span<const uint8_t> data) override;
+
+  // Snapshot (record body, see device_state.h): the selector, the offset in
+  // the selected item and the DMA address latch. The items themselves are the machine's
+  // configuration (the loader sets them again on the loading machine).
+  void SaveState(StateWriter& out) const;
+  void LoadState(StateReader& in);
 
  private:
   void RebuildDirectoryLocked();

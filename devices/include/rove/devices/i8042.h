@@ -20,6 +20,7 @@
 #include <mutex>
 
 #include "rove/devices/bus.h"
+#include "rove/devices/device_state.h"
 #include "rove/devices/irq.h"
 
 namespace rove {
@@ -48,6 +49,10 @@ class I8042 final : public MultiWindowDevice {
   void Write(unsigned window, uint64_t offset, std::span<const uint8_t> data) override;
 
   uint8_t command_byte() const;
+
+  // Snapshot (record body, see device_state.h). LoadState drives IRQ1/IRQ12 to match.
+  void SaveState(StateWriter& out) const;
+  void LoadState(StateReader& in);
 
  private:
   struct Byte {

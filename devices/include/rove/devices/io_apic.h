@@ -19,6 +19,7 @@
 
 #include "rove/devices/apic_message.h"
 #include "rove/devices/bus.h"
+#include "rove/devices/device_state.h"
 #include "rove/devices/irq.h"
 
 namespace rove {
@@ -44,6 +45,11 @@ class IoApic final : public BusDevice, public IrqSink {
 
   // Inspection for tests and debugging.
   uint64_t redirection(unsigned pin) const;
+
+  // Snapshot (record body, see device_state.h). LoadState delivers nothing:
+  // what was pending at save time is pending again.
+  void SaveState(StateWriter& out) const;
+  void LoadState(StateReader& in);
 
  private:
   static constexpr uint64_t kMasked = 1ull << 16;

@@ -21,6 +21,8 @@
 #include <cstdint>
 #include <mutex>
 
+#include "rove/devices/device_state.h"
+
 namespace rove {
 
 // Receives the level of interrupt input `line`. Implemented by the PIC pair and the I/O APIC.
@@ -75,6 +77,11 @@ class IrqRouter {
 
   // Current combined level of `line`.
   bool level(unsigned line) const;
+
+  // Snapshot: which sources assert each line. LoadState sets them without forwarding anything
+  // (the interrupt controllers restore their own input levels).
+  void SaveState(StateWriter& out) const;
+  void LoadState(StateReader& in);
 
  private:
   friend class IrqLine;

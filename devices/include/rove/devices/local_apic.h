@@ -30,6 +30,7 @@
 #include <span>
 
 #include "rove/devices/apic_message.h"
+#include "rove/devices/device_state.h"
 #include "rove/devices/timer_queue.h"
 
 namespace rove {
@@ -166,6 +167,11 @@ class LocalApic {
   bool IsrBit(uint8_t vector) const;
   bool TmrBit(uint8_t vector) const;
   uint32_t ReadRegister(uint32_t reg);
+
+  // Snapshot (record body, see device_state.h): every register, the timer as time elapsed and
+  // time remaining. LoadState re-arms the timer relative to the clock now and wakes the vCPU.
+  void SaveState(StateWriter& out) const;
+  void LoadState(StateReader& in);
 
  private:
   enum Lvt : unsigned { kLvtTimer, kLvtThermal, kLvtPerf, kLvtLint0, kLvtLint1, kLvtError };

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "rove/devices/bus.h"
+#include "rove/devices/device_state.h"
 
 namespace rove {
 
@@ -29,6 +30,10 @@ class PciFunction {
   // `offset` is 0-4095; the access (1, 2 or 4 bytes) does not cross a dword.
   virtual void ConfigRead(uint16_t offset, std::span<uint8_t> data) = 0;
   virtual void ConfigWrite(uint16_t offset, std::span<const uint8_t> data) = 0;
+  // Snapshot of the function's state. The defaults throw StateError: a function that does not
+  // implement them cannot be saved.
+  virtual void SaveState(StateWriter& out) const;
+  virtual void LoadState(StateReader& in);
 };
 
 // A config space image with per-byte writable and write-1-to-clear masks. Subclasses set the
@@ -77,6 +82,12 @@ class PciConfigSpace : public PciFunction {
   // The address programmed into BAR `index` (64-bit BARs combined).
   uint64_t bar_address(unsigned index) const;
 
+  // Snapshot: the config space image (the masks are the device's wiring, not state). LoadState
+  // then calls OnConfigWrite(0, size) so a subclass can react to the whole space changing.
+  // Subclasses with more state override both and call these first.
+  void SaveState(StateWriter& out) const override;
+  void LoadState(StateReader& in) override;
+
  protected:
   virtual void OnConfigWrite(uint16_t offset, size_t size) {}
 
@@ -117,10 +128,15 @@ class PciRoot final : public MultiWindowDevice {
   void Read(unsigned window, uint64_t offset, std::span<uint8_t> data) override;
   void Write(unsigned window, uint64_t offset, std::span<const uint8_t> data) override;
 
+  // Snapshot: the CF8 latch, the 0xCF9 reset control and every populated function (by slot).
+  // LoadState requires the same functions in the same slots.
+  void SaveState(StateWriter& out) const;
+  void LoadState(StateReader& in);
+
  private:
   std::function<void()> reset_;
   std::array<std::shared_ptr<PciFunction>, 256> bus0_;  // device * 8 + function
-  std::mutex mu_;
+  mutable std::mutex mu_;
   uint32_t address_ = 0;  // 0xCF8
   uint8_t reset_control_ = 0;
 };

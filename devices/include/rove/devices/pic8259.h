@@ -20,6 +20,7 @@
 #include <mutex>
 
 #include "rove/devices/bus.h"
+#include "rove/devices/device_state.h"
 #include "rove/devices/irq.h"
 
 namespace rove {
@@ -46,6 +47,11 @@ class Pic8259 final : public MultiWindowDevice, public IrqSink {
   uint8_t Acknowledge();
 
   void SetOutputListener(std::function<void(bool intr)> listener);
+
+  // Snapshot of both chips and the ELCR (record body, see device_state.h). LoadState
+  // recomputes INTR and tells the output listener if it changed.
+  void SaveState(StateWriter& out) const;
+  void LoadState(StateReader& in);
 
   // Inspection for tests and debugging.
   uint8_t irr(bool slave) const;

@@ -20,6 +20,7 @@
 
 #include "rove/devices/bus.h"
 #include "rove/devices/clock.h"
+#include "rove/devices/device_state.h"
 #include "rove/devices/irq.h"
 #include "rove/devices/timer_queue.h"
 
@@ -40,6 +41,11 @@ class Pit8254 final : public MultiWindowDevice {
 
   // Inspection for tests: OUT pin of `channel` now.
   bool output(unsigned channel) const;
+
+  // Snapshot (record body, see device_state.h): counters relative to the clock now, channel
+  // 0's next IRQ0 edge as time remaining; LoadState re-bases both on the clock at load.
+  void SaveState(StateWriter& out) const;
+  void LoadState(StateReader& in);
 
  private:
   struct Channel {

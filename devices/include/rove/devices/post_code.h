@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "rove/devices/bus.h"
+#include "rove/devices/device_state.h"
 
 namespace rove {
 
@@ -17,6 +18,10 @@ class PostCode final : public BusDevice {
 
   uint8_t last() const { return last_.load(std::memory_order_relaxed); }
   uint64_t writes() const { return writes_.load(std::memory_order_relaxed); }
+
+  // Snapshot (record body, see device_state.h).
+  void SaveState(StateWriter& out) const;
+  void LoadState(StateReader& in);
 
  private:
   std::atomic<uint8_t> last_{0};

@@ -28,6 +28,7 @@
 #include <mutex>
 
 #include "rove/devices/bus.h"
+#include "rove/devices/device_state.h"
 #include "rove/devices/irq.h"
 
 namespace rove {
@@ -80,6 +81,10 @@ class Uart16550 final : public BusDevice {
   void Write(uint64_t offset, std::span<const uint8_t> data) override;
 
   uint16_t divisor() const;
+
+  // Snapshot (record body, see device_state.h). LoadState drives the IRQ line to match.
+  void SaveState(StateWriter& out) const;
+  void LoadState(StateReader& in);
 
  private:
   size_t CapacityLocked() const { return fifo_enabled_ ? kFifoSize : 1; }
