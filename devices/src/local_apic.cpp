@@ -722,7 +722,6 @@ void LocalApic::LoadState(StateReader& in) {
   const uint32_t icr_high = in.U32("icr high");
   uint32_t lvt[kLvtCount];
   for (uint32_t& v : lvt) v = in.U32("lvt");
-  if (((lvt[kLvtTimer] >> 17) & 3) == 3) in.Fail("reserved LVT timer mode");
   const uint32_t timer_initial = in.U32("timer initial count");
   const uint32_t timer_divide = in.U32("timer divide");
   if (timer_divide & ~0xBu) in.Fail("invalid timer divide configuration");

@@ -371,7 +371,8 @@ void Pit8254::LoadState(StateReader& in) {
     if (c.access == 0) in.Fail("invalid access mode 0");
     c.bcd = in.Bool("bcd");
     c.reload = in.U32Max(0x10000, "reload");
-    if (c.reload == 0 || (c.bcd && c.reload > 10000)) in.Fail("invalid reload value");
+    // (A BCD channel may still hold a binary reload: the control word changes the mode only.)
+    if (c.reload == 0) in.Fail("reload value 0");
     c.loaded = in.Bool("loaded");
     c.armed = in.Bool("armed");
     elapsed[i] = in.U64Max(UINT64_MAX / 2, "elapsed ns");

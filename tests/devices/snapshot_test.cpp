@@ -401,6 +401,197 @@ TEST(SnapshotTest, PitCountAndIrq0ContinueAcrossTheLoad) {
   }
 }
 
+// Steps both machines and checks they agree after each step.
+void StepBoth(Twins& t, int steps, uint64_t ns) {
+  for (int i = 0; i < steps; ++i) {
+    t.a->Step(ns);
+    t.b->Step(ns);
+    ASSERT_EQ(Observe(*t.a), Observe(*t.b)) << "step " << i;
+  }
+}
+
+TEST(SnapshotTest, RtcFrozenBySetBit) {
+  Twins t = MakeTwins(1, [](Machine& m) {
+    m.Out(kCmosPort, CmosRtc::kRegB);
+    m.Out(kCmosPort + 1, 0x82);  // SET, 24-hour BCD
+    m.Out(kCmosPort, CmosRtc::kMinutes);
+    m.Out(kCmosPort + 1, 0x42);
+    m.Out(kCmosPort, CmosRtc::kHours);
+    m.Out(kCmosPort + 1, 0x13);
+    m.Out(kCmosPort, CmosRtc::kYear);  // the index register stays at the year
+  });
+  Machine& b = *t.b;
+  EXPECT_EQ(b.In(kCmosPort + 1), t.a->In(kCmosPort + 1));  // index and frozen year kept
+  b.Out(kCmosPort, CmosRtc::kMinutes);
+  EXPECT_EQ(b.In(kCmosPort + 1), 0x42);
+  for (Machine* m : {t.a.get(), t.b.get()}) {
+    m->Out(kCmosPort, CmosRtc::kRegB);
+    m->Out(kCmosPort + 1, 0x12);  // clear SET; update interrupts on
+  }
+  StepBoth(t, 30, 100'000'000);
+  b.Out(kCmosPort, CmosRtc::kHours);
+  EXPECT_EQ(b.In(kCmosPort + 1), 0x13);
+}
+
+TEST(SnapshotTest, PitGatedOneShotFrozenMidCount) {
+  Twins t = MakeTwins(1, [](Machine& m) {
+    m.Out(kSystemControlBPort, 0x01);  // gate 2 high
+    m.Out(kPitPort + 3, 0xB0);         // channel 2, mode 0
+    m.Out(kPitPort + 2, 0x00);
+    m.Out(kPitPort + 2, 0x80);  // 32768 ticks
+    m.Step(10'000'000);
+    m.Out(kSystemControlBPort, 0x00);  // gate low: counting suspended
+    m.Out(kPitPort + 3, 0xE8);         // read-back: latch status of channel 2 only
+    m.Step(5'000'000);
+  });
+  Machine& a = *t.a;
+  Machine& b = *t.b;
+  EXPECT_EQ(a.In(kPitPort + 2), b.In(kPitPort + 2));  // the latched status
+  for (Machine* m : {&a, &b}) m->Out(kSystemControlBPort, 0x01);
+  for (int i = 0; i < 50; ++i) {
+    a.Step(500'000);
+    b.Step(500'000);
+    ASSERT_EQ(a.In(kSystemControlBPort) & 0x20, b.In(kSystemControlBPort) & 0x20) << i;
+    ASSERT_EQ(a.In(kPitPort + 2), b.In(kPitPort + 2)) << i;
+  }
+  EXPECT_TRUE(b.pc->pit().output(2));  // the terminal count was reached
+}
+
+TEST(SnapshotTest, X2ApicTscDeadlineTimer) {
+  constexpr uint64_t kTscAtArm = 123'456'789;
+  Twins t = MakeTwins(2, [](Machine& m) {
+    LocalApic& l = m.pc->lapic(1);
+    ASSERT_TRUE(
+        l.SetApicBase(LocalApic::kDefaultBase | LocalApic::kBaseEnable | LocalApic::kBaseExtd));
+    ASSERT_TRUE(l.WriteMsr(0x80F, 0x1FF));  // SVR
+    ASSERT_TRUE(l.WriteMsr(0x832, LocalApic::kTimerTscDeadline | 0x99));
+    l.SetTscDeadline(kTscAtArm + 20'000'000, kTscAtArm);  // 20 ms at 1 GHz
+    m.Step(8'000'000);
+  });
+  Machine& b = *t.b;
+  LocalApic& l = b.pc->lapic(1);
+  EXPECT_TRUE(l.x2apic_mode());
+  EXPECT_FALSE(l.ClaimsMmio(LocalApic::kDefaultBase));
+  uint64_t value = 0;
+  ASSERT_TRUE(l.ReadMsr(0x802, value));  // x2APIC ID
+  EXPECT_EQ(value, 1u);
+  EXPECT_EQ(l.tsc_deadline(), kTscAtArm + 20'000'000);
+  b.Step(11'999'999);
+  EXPECT_FALSE(l.IrrBit(0x99));
+  b.Step(1);
+  EXPECT_TRUE(l.IrrBit(0x99));
+  EXPECT_EQ(l.tsc_deadline(), 0u);
+}
+
+TEST(SnapshotTest, IoApicRemoteIrrAndLevelRedelivery) {
+  Twins t = MakeTwins(1, [](Machine& m) {
+    m.LapicWrite(0, LocalApic::kRegSvr, 0x1FF);
+    m.Out(kPicMasterPort + 1, 0xFF);  // the I/O APIC only
+    m.IoApicWrite(0x10 + 2 * kCom1Irq, 0x0000A051);  // level, active low, vector 0x51
+    m.IoApicWrite(0x10 + 2 * kCom1Irq + 1, 0);
+    m.Out(kCom1Port + 1, 0x01);                     // receive interrupt
+    m.pc->com1().Receive(std::vector<uint8_t>{7});  // IRQ4 asserted: delivered, remote IRR
+    ASSERT_EQ(m.pc->interrupts().AcknowledgeInterrupt(0), std::optional<uint8_t>(0x51));
+  });
+  Machine& a = *t.a;
+  Machine& b = *t.b;
+  EXPECT_TRUE(b.IoApicRead(0x10 + 2 * kCom1Irq) & (1u << 14));  // remote IRR
+  EXPECT_TRUE(b.pc->lapic(0).IsrBit(0x51));
+  EXPECT_TRUE(b.pc->lapic(0).TmrBit(0x51));
+  EXPECT_TRUE(b.pc->irq_router().level(kCom1Irq));
+  // EOI with the line still asserted: the I/O APIC delivers again on both.
+  for (Machine* m : {&a, &b}) m->LapicWrite(0, LocalApic::kRegEoi, 0);
+  EXPECT_TRUE(b.pc->lapic(0).IrrBit(0x51));
+  EXPECT_EQ(Observe(a), Observe(b));
+  // Reading the byte lowers the line; after the next EOI nothing is redelivered.
+  for (Machine* m : {&a, &b}) {
+    EXPECT_EQ(m->pc->interrupts().AcknowledgeInterrupt(0), std::optional<uint8_t>(0x51));
+    EXPECT_EQ(m->In(kCom1Port), 7);
+    m->LapicWrite(0, LocalApic::kRegEoi, 0);
+    EXPECT_FALSE(m->pc->interrupts().HasInterrupt(0));
+  }
+  EXPECT_EQ(Observe(a), Observe(b));
+}
+
+TEST(SnapshotTest, PicInServicePendingAndPollMode) {
+  Twins t = MakeTwins(1, [](Machine& m) {
+    m.Out(kPicMasterPort, 0x11);
+    m.Out(kPicMasterPort + 1, 0x30);
+    m.Out(kPicMasterPort + 1, 0x04);
+    m.Out(kPicMasterPort + 1, 0x01);
+    m.Out(kPicMasterPort + 1, 0xEC);  // unmask 0, 1, 4
+    m.Out(kCom1Port + 1, 0x02);       // COM1 THR-empty interrupt: IRQ4
+    m.Out(kPitPort + 3, 0x30);        // PIT channel 0 one-shot (mode 0)
+    m.Out(kPitPort, 0xFF);
+    m.Out(kPitPort, 0x00);
+    m.Step(1'000'000);  // IRQ0 requested
+    ASSERT_EQ(m.pc->pic().Acknowledge(), 0x30);
+    m.Out(kPicMasterPort, 0x0C);  // poll mode: the next read of port 0x20 is a poll
+  });
+  Machine& a = *t.a;
+  Machine& b = *t.b;
+  EXPECT_EQ(b.pc->pic().isr(false), 0x01);
+  EXPECT_EQ(b.pc->pic().irr(false), a.pc->pic().irr(false));
+  EXPECT_EQ(a.In(kPicMasterPort), b.In(kPicMasterPort));  // the poll result
+  EXPECT_EQ(Observe(a), Observe(b));
+}
+
+TEST(SnapshotTest, LoadWakesVcpusWithPendingInterrupts) {
+  Machine a(2, kStartA, kWall);
+  a.LapicWrite(1, LocalApic::kRegSvr, 0x1FF);
+  a.LapicWrite(0, LocalApic::kRegIcrHigh, 1u << 24);
+  a.LapicWrite(0, LocalApic::kRegIcrLow, 0x77);
+  const std::vector<uint8_t> snapshot = a.Save();
+  Machine b(2, kStartB, kWall);
+  b.events.clear();
+  b.Load(snapshot);
+  EXPECT_NE(b.events.find("wake:1"), std::string::npos) << b.events;
+  EXPECT_TRUE(b.pc->interrupts().HasInterrupt(1));
+  EXPECT_EQ(b.pc->interrupts().AcknowledgeInterrupt(1), std::optional<uint8_t>(0x77));
+}
+
+TEST(SnapshotTest, PmTimerContinuesFromItsSavedValue) {
+  Machine a(1, kStartA, kWall);
+  a.Step(123'456'789);
+  const uint32_t before = a.In32(kPmTimerPort);
+  const std::vector<uint8_t> snapshot = a.Save();
+  Machine b(1, kStartB + 777'000'000'000ull, kWall);  // much later: the VM was paused
+  b.Load(snapshot);
+  EXPECT_EQ(b.In32(kPmTimerPort), before);
+  b.Step(1'000'000'000);
+  EXPECT_EQ(b.In32(kPmTimerPort), (before + AcpiPm::kTimerHz) & 0xFFFFFF);
+}
+
+class NoSnapshotFunction final : public PciFunction {
+ public:
+  void ConfigRead(uint16_t, std::span<uint8_t> data) override {
+    std::fill(data.begin(), data.end(), 0);
+  }
+  void ConfigWrite(uint16_t, std::span<const uint8_t>) override {}
+};
+
+TEST(SnapshotTest, PciFunctionsMustMatch) {
+  Machine a(1, kStartA, kWall);
+  a.pc->pci().Add(3, 0, std::make_shared<PciConfigSpace>());
+  const std::vector<uint8_t> snapshot = a.Save();
+  Machine b(1, kStartB, kWall);  // no function at 00:03.0
+  try {
+    b.Load(snapshot);
+    FAIL() << "loaded a snapshot with a PCI function the machine does not have";
+  } catch (const StateError& e) {
+    EXPECT_NE(std::string(e.what()).find("PCI functions"), std::string::npos) << e.what();
+  }
+  Machine c(1, kStartB, kWall);
+  c.pc->pci().Add(4, 0, std::make_shared<PciConfigSpace>());  // a different slot
+  EXPECT_THROW(c.Load(snapshot), StateError);
+  Machine d(1, kStartB, kWall);
+  d.pc->pci().Add(3, 0, std::make_shared<PciConfigSpace>());
+  EXPECT_NO_THROW(d.Load(snapshot));
+  // A function that cannot save itself makes the save fail cleanly.
+  a.pc->pci().Add(5, 0, std::make_shared<NoSnapshotFunction>());
+  EXPECT_THROW(a.Save(), StateError);
+}
+
 TEST(SnapshotTest, CpuCountMustMatch) {
   Machine a(2, kStartA, kWall);
   const std::vector<uint8_t> snapshot = a.Save();
