@@ -216,12 +216,27 @@ CpuModel::CpuModel(const CpuModelOptions& o, const HostCpuInfo& host) : apic_id_
   leaves_[{0x16, 0}] = {mhz, mhz, 100, 0};
 
   // Hypervisor leaves.
-  CpuidResult hv{0x40000001, 0, 0, 0};
-  std::memcpy(&hv.ebx, "rove", 4);
-  std::memcpy(&hv.ecx, "rove", 4);
-  std::memcpy(&hv.edx, "rove", 4);
+  apic_bus_hz_ = o.apic_bus_hz;
+  vmware_interface_ = o.vmware_interface;
+  CpuidResult hv;
+  if (vmware_interface_) {
+    max_hv_ = 0x40000010;
+    hv.eax = max_hv_;
+    std::memcpy(&hv.ebx, "VMwa", 4);
+    std::memcpy(&hv.ecx, "reVM", 4);
+    std::memcpy(&hv.edx, "ware", 4);
+    // Timing leaf: TSC and bus kHz; ECX = 0: hypercalls through the I/O-port backdoor.
+    leaves_[{0x40000010, 0}] = {static_cast<uint32_t>(tsc_hz_ / 1000),
+                                static_cast<uint32_t>(apic_bus_hz_ / 1000), 0, 0};
+  } else {
+    max_hv_ = 0x40000001;
+    hv.eax = max_hv_;
+    std::memcpy(&hv.ebx, "rove", 4);
+    std::memcpy(&hv.ecx, "rove", 4);
+    std::memcpy(&hv.edx, "rove", 4);
+    leaves_[{0x40000001, 0}] = {0, 0, 0, 0};
+  }
   leaves_[{0x40000000, 0}] = hv;
-  leaves_[{0x40000001, 0}] = {0, 0, 0, 0};
 
   // Extended leaves.
   max_ext_ = std::min<uint32_t>(host_ext_max, 0x80000008);
@@ -300,7 +315,7 @@ CpuidResult CpuModel::Query(uint32_t leaf, uint32_t subleaf, const CpuState& s) 
   if ((!ext && !hv && leaf > max_basic_) || (ext && leaf > max_ext_)) {
     leaf = max_basic_;
   }
-  if (hv && leaf > 0x40000001) return {};
+  if (hv && leaf > max_hv_) return {};
   const CpuidResult* found = Find(leaf, subleaf);
   CpuidResult r = found ? *found : CpuidResult{};
   if (leaf == 0xB && !found) r.ecx = subleaf & 0xFF;

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "emulator_impl.h"
+#include "rove/engine/vmware_backdoor.h"
 
 namespace rove {
 namespace {
@@ -63,6 +64,12 @@ EmulationOutcome SystemEmulator::Impl::DoInOut() {
                       ? static_cast<uint16_t>(port_op.imm.value.u & 0xFF)
                       : static_cast<uint16_t>(s.gpr[kRdx] & 0xFFFF);
   unsigned width = data_op.size / 8;
+  // The VMware backdoor answers at any privilege level, as VMware's does (its tools call it
+  // from user mode).
+  if (is_in && model.vmware_interface() && IsVmwareBackdoorCall(s, port, width)) {
+    HandleVmwareBackdoor(s, {model.tsc_hz(), model.apic_bus_hz()});
+    return EmulationOutcome::kContinue;
+  }
   CheckIoPermission(port, width);
   if (is_in) {
     uint32_t v = io.In(port, width);

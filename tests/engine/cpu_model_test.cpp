@@ -66,12 +66,27 @@ TEST(CpuModelTest, HypervisorAndExtendedLeaves) {
   CpuModel m(CpuModelOptions{}, FakeHost());
   CpuState s;
   CpuidResult hv = m.Query(0x40000000, 0, s);
-  EXPECT_EQ(hv.eax, 0x40000001u);
+  EXPECT_EQ(hv.eax, 0x40000010u);
   char sig[13] = {};
   std::memcpy(sig, &hv.ebx, 4);
   std::memcpy(sig + 4, &hv.ecx, 4);
   std::memcpy(sig + 8, &hv.edx, 4);
+  EXPECT_STREQ(sig, "VMwareVMware");
+  CpuidResult timing = m.Query(0x40000010, 0, s);
+  EXPECT_EQ(uint64_t{timing.eax} * 1000, m.tsc_hz());
+  EXPECT_EQ(uint64_t{timing.ebx} * 1000, m.apic_bus_hz());
+  EXPECT_EQ(timing.ecx, 0u);  // no VMCALL/VMMCALL hypercalls: the I/O-port backdoor
+  EXPECT_EQ(m.Query(0x40000011, 0, s).eax, 0u);
+  CpuModelOptions own;
+  own.vmware_interface = false;
+  CpuModel r(own, FakeHost());
+  hv = r.Query(0x40000000, 0, s);
+  EXPECT_EQ(hv.eax, 0x40000001u);
+  std::memcpy(sig, &hv.ebx, 4);
+  std::memcpy(sig + 4, &hv.ecx, 4);
+  std::memcpy(sig + 8, &hv.edx, 4);
   EXPECT_STREQ(sig, "roveroverove");
+  EXPECT_EQ(r.Query(0x40000010, 0, s).eax, 0u);
   CpuidResult e1 = m.Query(0x80000001, 0, s);
   EXPECT_NE(e1.edx & (1u << 29), 0u);  // LM
   EXPECT_NE(e1.edx & (1u << 27), 0u);  // RDTSCP
@@ -141,6 +156,40 @@ TEST(CpuModelTest, SpeculationControlIsAlwaysAdvertised) {
   EXPECT_NE(edx & (1u << 26), 0u);  // IBRS/IBPB (SPEC_CTRL)
   EXPECT_EQ(edx & (1u << 10), 0u);  // no MD_CLEAR: MDS_NO makes VERW clearing unnecessary
   EXPECT_TRUE(m.has_arch_capabilities());
+}
+
+}  // namespace
+}  // namespace rove::test
+
+namespace rove::test {
+namespace {
+
+TEST(CpuModelTest, VcpusAreCoresOfOnePackage) {
+  CpuState s;
+  for (uint32_t cpus : {1u, 2u, 3u, 8u}) {
+    CpuModelOptions o;
+    o.cpu_count = cpus;
+    o.apic_id = cpus - 1;
+    CpuModel m(o, FakeHost());
+    uint32_t shift = 0;
+    while ((1u << shift) < cpus) ++shift;
+    CpuidResult core = m.Query(0xB, 1, s);
+    EXPECT_EQ(core.eax & 0x1F, shift) << cpus;
+    EXPECT_EQ(core.ebx & 0xFFFF, cpus);
+    EXPECT_EQ((core.ecx >> 8) & 0xFF, 2u);  // level type: core
+    EXPECT_EQ(core.edx, cpus - 1);          // x2APIC ID
+    CpuidResult smt = m.Query(0xB, 0, s);
+    EXPECT_EQ(smt.eax & 0x1F, 0u);  // one thread per core
+    EXPECT_EQ(smt.ebx & 0xFFFF, 1u);
+    CpuidResult l1 = m.Query(1, 0, s);
+    EXPECT_EQ((l1.ebx >> 16) & 0xFF, 1u << shift);  // addressable IDs in the package
+    EXPECT_EQ((l1.ebx >> 24), cpus - 1);            // initial APIC ID
+    EXPECT_EQ((l1.edx >> 28) & 1, cpus > 1 ? 1u : 0u);
+    CpuidResult l4 = m.Query(4, 0, s);
+    if (l4.eax & 0x1F) {
+      EXPECT_EQ(l4.eax >> 26, (1u << shift) - 1);
+    }
+  }
 }
 
 }  // namespace

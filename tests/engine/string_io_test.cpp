@@ -1,5 +1,7 @@
 // String instructions and port I/O.
 #include "emulator_test_env.h"
+#include "rove/devices/device_manager.h"
+#include "rove/engine/vmware_backdoor.h"
 
 namespace rove::test {
 namespace {
@@ -227,6 +229,43 @@ TEST_F(StringIoTest, InsToUnmappedPageFaultsBeforeReadingThePort) {
   ASSERT_TRUE(Run({0x6C}).ok());  // INSB
   EXPECT_EQ(s.rip, HandlerFor(kPf));
   EXPECT_TRUE(io.ins.empty());
+}
+
+TEST_F(StringIoTest, VmwareBackdoorAnswersAtAnyPrivilege) {
+  SetupLong64();
+  EnterUser64();  // no I/O permission at all: the backdoor still answers, as VMware's does
+  s.gpr[kRax] = vmware::kMagic;
+  s.gpr[kRcx] = vmware::kCmdGetHz;
+  s.gpr[kRdx] = vmware::kPort;
+  s.gpr[kRbx] = 0xFFFFFFFF;
+  ASSERT_TRUE(Run({0xED}).ok());  // IN EAX, DX
+  EXPECT_EQ(s.rip, kCode + 1);
+  EXPECT_TRUE(io.outs.empty());
+  EXPECT_EQ(s.gpr[kRax] | (s.gpr[kRbx] << 32), model.tsc_hz());
+  EXPECT_EQ(s.gpr[kRcx], model.apic_bus_hz());
+  // The devices' LAPIC timer runs at the frequency the guest is told.
+  EXPECT_EQ(model.apic_bus_hz(), PcConfig{}.apic_bus_hz);
+
+  SetupLong64();
+  s.gpr[kRax] = vmware::kMagic;
+  s.gpr[kRcx] = vmware::kCmdGetVersion;
+  s.gpr[kRdx] = vmware::kPort;
+  ASSERT_TRUE(Run({0xED}).ok());
+  EXPECT_EQ(s.gpr[kRbx], vmware::kMagic);
+  EXPECT_EQ(s.gpr[kRax], vmware::kVersion);
+
+  s.gpr[kRax] = vmware::kMagic;
+  s.gpr[kRcx] = 91;  // steal clock: not provided
+  s.gpr[kRdx] = vmware::kPort;
+  ASSERT_TRUE(Run({0xED}).ok());
+  EXPECT_EQ(s.gpr[kRax], vmware::kNotSupported);
+
+  // Without the magic value it is an ordinary port read.
+  io.next_in = 0x1234;
+  s.gpr[kRax] = 0;
+  s.gpr[kRdx] = vmware::kPort;
+  ASSERT_TRUE(Run({0xED}).ok());
+  EXPECT_EQ(s.gpr[kRax], 0x1234u);
 }
 
 }  // namespace

@@ -533,7 +533,7 @@ TEST_F(SystemTest, CpuidReportsModel) {
   uint32_t regs[3] = {static_cast<uint32_t>(s.gpr[kRbx]), static_cast<uint32_t>(s.gpr[kRcx]),
                       static_cast<uint32_t>(s.gpr[kRdx])};
   std::memcpy(sig, regs, 12);
-  EXPECT_STREQ(sig, "roveroverove");
+  EXPECT_STREQ(sig, "VMwareVMware");
   s.gpr[kRax] = 1;
   ASSERT_TRUE(Run({0x0F, 0xA2}).ok());
   EXPECT_NE(s.gpr[kRcx] & (1u << 31), 0u);  // hypervisor

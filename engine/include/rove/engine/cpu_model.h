@@ -38,6 +38,11 @@ struct CpuModelOptions {
   // vCPUs of the machine, described as cores of one package (so Linux sees them as siblings
   // and reuses the boot CPU's delay calibration instead of timing each AP).
   uint32_t cpu_count = 1;
+  // Hypervisor CPUID leaves: VMware's ("VMwareVMware", 0x40000010 = TSC and APIC-bus kHz), so
+  // guests use the VMware backdoor (vmware_backdoor.h) and trust the TSC; or rove's own.
+  bool vmware_interface = true;
+  // The local APIC timer's input clock (devices' PcConfig::apic_bus_hz), reported to the guest.
+  uint64_t apic_bus_hz = 1'000'000'000;
 };
 
 // XSAVE state components.
@@ -66,6 +71,8 @@ class CpuModel {
   void Override(uint32_t leaf, uint32_t subleaf, const CpuidResult& value);
 
   uint64_t tsc_hz() const { return tsc_hz_; }
+  uint64_t apic_bus_hz() const { return apic_bus_hz_; }
+  bool vmware_interface() const { return vmware_interface_; }
   // XCR0 bits XSETBV accepts (always includes x87).
   uint64_t supported_xcr0() const { return supported_xcr0_; }
   // IA32_XSS bits WRMSR accepts (none: no supervisor state is emulated).
@@ -126,7 +133,10 @@ class CpuModel {
   std::map<std::pair<uint32_t, uint32_t>, CpuidResult> leaves_;
   uint32_t max_basic_ = 0;
   uint32_t max_ext_ = 0;
+  uint32_t max_hv_ = 0;
   uint64_t tsc_hz_ = 0;
+  uint64_t apic_bus_hz_ = 0;
+  bool vmware_interface_ = false;
   uint64_t supported_xcr0_ = xfeature::kX87;
   uint32_t xsave_offset_[64] = {};
   uint32_t xsave_size_[64] = {};
