@@ -167,7 +167,9 @@ class PcDevices {
 
   // Snapshot of every device as a sequence of records (device_state.h lists them). Call with
   // the vCPUs paused (no port/MMIO/MSR access in flight); the timer thread is paused for the
-  // duration, so the snapshot is consistent, and timers due meanwhile fire after it.
+  // duration, so the snapshot is consistent, and timers due meanwhile fire after it. Pausing
+  // joins the timer thread: do not call this (or LoadState) while holding a lock that the wake
+  // or startup callbacks take, nor from a timer callback.
   void SaveState(StateWriter& out) const;
   // Loads a snapshot into this machine, which must be built with the same PcConfig (CPU count,
   // PCI functions) and have its loader's fw_cfg items. Timers are re-based on this machine's
