@@ -4,7 +4,8 @@
 // Register convention inside translated code: guest GPR n lives in host GPR n, except RSP:
 // host RSP is the host stack of Run() and the guest RSP is kept in ctx.guest_rsp. Guest
 // arithmetic flags and DF live in host RFLAGS. Guest vector/x87 state lives in the host
-// registers; it is saved into CpuState::xsave whenever C++ code runs.
+// registers; it is saved into CpuState::xsave (XSAVEOPT: only what changed since the last
+// XRSTOR from that area, which every entry does) whenever C++ code runs.
 #include <asmjit/x86.h>
 
 #include <cstring>
@@ -52,7 +53,7 @@ void EmitSaveGuest(x86::Assembler& a) {
   a.mov(x86::rcx, x86::rax);
   a.mov(x86::eax, Gs(ROVE_CTX(xsave_mask), 4));
   a.xor_(x86::edx, x86::edx);
-  a.xsave64(x86::ptr(x86::rcx, kXsaveOffset));
+  a.xsaveopt64(x86::ptr(x86::rcx, kXsaveOffset));
 }
 
 // Inverse of EmitSaveGuest: vector state, flags, GPRs (guest rsp stays in ctx.guest_rsp).
