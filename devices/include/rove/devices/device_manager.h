@@ -16,6 +16,9 @@
 //   vCPU i, MOV CR8:              pc->lapic(i).cr8() / SetCr8()
 //   vCPU i, interrupt window:     pc->interrupts().TakeNmi / HasInterrupt / AcknowledgeInterrupt
 //   Loader:                       pc->fw_cfg().SetE820(...), SetKernel/SetCmdline (optional)
+//   Snapshot (vCPUs paused):      StateWriter w; pc->SaveState(w); ... later, into a machine
+//                                 built the same way: StateReader r(bytes); pc->LoadState(r);
+//                                 (records: device_state.h)
 //
 // The callbacks run on whatever thread triggers them (a vCPU thread for port writes, the timer
 // thread for timer interrupts); see vcpu_interrupts.h for the rules on wake and startup.
