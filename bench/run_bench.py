@@ -52,11 +52,11 @@ FULL_PLAN = {
             ("fp", ["fp", "128", "2"]),
             ("sha256", ["time", "sha256", "BUSYBOX", "sha256sum", "BUF"]),
             ("gzip", ["time", "gzip", "BUSYBOX", "gzip", "-c", "BUF"]),
-            ("syscall", ["syscall", "200000"]),
-            ("pagefault", ["pagefault", "32", "1"]),
-            ("fork", ["fork", "50"]),
-            ("forkexec", ["forkexec", "30"]),
-            ("pipe", ["pipe", "1000"]),
+            ("syscall", ["syscall", "30000"]),
+            ("pagefault", ["pagefault", "8", "1"]),
+            ("fork", ["fork", "20"]),
+            ("forkexec", ["forkexec", "15"]),
+            ("pipe", ["pipe", "300"]),
             ("loop", ["loop", "100000000"]),
         ],
     },
@@ -287,7 +287,7 @@ def run_vm(engine, rove, kernel, initrd, mem, cpus, timeout, log_path):
             # Boot + power-off without the plan: what a guest with an empty /init would take.
             res["to_poweroff_s"] = t_exit - (t1 - t0)
     if engine.startswith("rove-"):
-        res["stats"] = [text for _, text in lines if text.startswith("rove:") or "exits" in text]
+        res["stats"] = [text for _, text in lines if text.startswith(("rove:", "stats:"))]
     return res
 
 
@@ -469,6 +469,14 @@ def build_report(doc):
                 continue
             counters = ", ".join(f"{k}={fmt_num(v)}" for k, v in sorted(r["counters"].items()))
             md.append(f"| {r['name']} | {fmt_num(r['real_time'])} {r['time_unit']} | {counters} |")
+        md.append("")
+    if doc.get("rove_stats"):
+        md.append("## rove --stats (profile of each boot: emulator exits by instruction)")
+        md.append("")
+        for run, stats in doc["rove_stats"].items():
+            md.append(f"- {run}:")
+            for line in stats:
+                md.append(f"  - `{line}`")
         md.append("")
     if doc.get("targets"):
         md.append("## Targets (issue 4)")
