@@ -110,7 +110,7 @@ void AcpiPm::SaveState(StateWriter& out) const {
   out.U64(ElapsedNs(clock_.NowNs(), epoch_ns_));
 }
 
-void AcpiPm::LoadState(StateReader& in) {
+StateApply AcpiPm::ParseState(StateReader& in) {
   const uint16_t pm1_sts = in.U16("pm1 status");
   const uint16_t pm1_en = in.U16("pm1 enable");
   const uint16_t pm1_cnt = in.U16("pm1 control");
@@ -120,15 +120,21 @@ void AcpiPm::LoadState(StateReader& in) {
   const uint16_t gpe0_en = in.U16("gpe0 enable");
   const uint32_t last_msb = in.U32("last timer msb");
   const uint64_t elapsed = in.U64Max(UINT64_MAX / 2, "timer elapsed ns");
-  std::lock_guard lock(mu_);
-  pm1_sts_ = pm1_sts;
-  pm1_en_ = pm1_en;
-  pm1_cnt_ = pm1_cnt;
-  gpe0_sts_ = gpe0_sts;
-  gpe0_en_ = gpe0_en;
-  last_timer_msb_ = last_msb;
-  epoch_ns_ = clock_.NowNs() - elapsed;  // may wrap: reads use ElapsedNs
-  UpdateSciLocked();
+  return [=, this]() mutable {
+    std::lock_guard lock(mu_);
+    pm1_sts_ = pm1_sts;
+    pm1_en_ = pm1_en;
+    pm1_cnt_ = pm1_cnt;
+    gpe0_sts_ = gpe0_sts;
+    gpe0_en_ = gpe0_en;
+    last_timer_msb_ = last_msb;
+    epoch_ns_ = clock_.NowNs() - elapsed;  // may wrap: reads use ElapsedNs
+    UpdateSciLocked();
+  };
+}
+
+void AcpiPm::LoadState(StateReader& in) {
+  ParseState(in)();
 }
 
 }  // namespace rove

@@ -144,8 +144,13 @@ void ApicBus::SaveState(StateWriter& out) const {
   out.U32(lowest_priority_rotor_.load(std::memory_order_relaxed));
 }
 
+StateApply ApicBus::ParseState(StateReader& in) {
+  const uint32_t rotor = in.U32("lowest priority rotor");
+  return [=, this]() mutable { lowest_priority_rotor_.store(rotor, std::memory_order_relaxed); };
+}
+
 void ApicBus::LoadState(StateReader& in) {
-  lowest_priority_rotor_.store(in.U32("lowest priority rotor"), std::memory_order_relaxed);
+  ParseState(in)();
 }
 
 }  // namespace rove

@@ -377,7 +377,7 @@ void CmosRtc::SaveState(StateWriter& out) const {
   out.Bool(update_on && !timers_.armed(update_timer_));
 }
 
-void CmosRtc::LoadState(StateReader& in) {
+StateApply CmosRtc::ParseState(StateReader& in) {
   std::array<uint8_t, 128> ram;
   in.Bytes(ram.data(), ram.size(), "cmos ram");
   if (ram[kRegA] & kRegAUip) in.Fail("register A has the UIP bit stored");
@@ -395,23 +395,28 @@ void CmosRtc::LoadState(StateReader& in) {
   const int64_t last_second = in.I64("last register C second");
   const bool periodic_due = in.Bool("periodic interrupt due");
   const bool update_due = in.Bool("update interrupt due");
+  return [=, this]() mutable {
+    std::lock_guard lock(mu_);
+    const uint64_t now = clock_.NowNs();
+    ram_ = ram;
+    index_ = index;
+    nmi_disabled_ = nmi_disabled;
+    offset_ns_ = offset_ns;
+    reg_c_ = reg_c;
+    frozen_ = frozen;
+    last_c_read_second_ = last_second;
+    const uint64_t period = PeriodNsLocked();
+    periodic_phase_ns_ = period ? (now + to_boundary) % period : 0;
+    last_c_read_ns_ = (pf_pending && period) ? now - std::min(now, period) : now;
+    UpdateIrqLocked();
+    ScheduleLocked();
+    if (periodic_due) timers_.Arm(periodic_timer_, now);
+    if (update_due) timers_.Arm(update_timer_, now);
+  };
+}
 
-  std::lock_guard lock(mu_);
-  const uint64_t now = clock_.NowNs();
-  ram_ = ram;
-  index_ = index;
-  nmi_disabled_ = nmi_disabled;
-  offset_ns_ = offset_ns;
-  reg_c_ = reg_c;
-  frozen_ = frozen;
-  last_c_read_second_ = last_second;
-  const uint64_t period = PeriodNsLocked();
-  periodic_phase_ns_ = period ? (now + to_boundary) % period : 0;
-  last_c_read_ns_ = (pf_pending && period) ? now - std::min(now, period) : now;
-  UpdateIrqLocked();
-  ScheduleLocked();
-  if (periodic_due) timers_.Arm(periodic_timer_, now);
-  if (update_due) timers_.Arm(update_timer_, now);
+void CmosRtc::LoadState(StateReader& in) {
+  ParseState(in)();
 }
 
 }  // namespace rove

@@ -32,13 +32,19 @@ void DebugExit::SaveState(StateWriter& out) const {
   out.U32(uint32_t(status_.value_or(0)));
 }
 
-void DebugExit::LoadState(StateReader& in) {
+StateApply DebugExit::ParseState(StateReader& in) {
   const bool has = in.Bool("status written");
   const uint32_t status = in.U32("status");
   if (!has && status) in.Fail("status without the flag");
   if (has && !(status & 1)) in.Fail("status does not have bit 0 set");
-  std::lock_guard lock(mu_);
-  status_ = has ? std::optional<int>(int(status)) : std::nullopt;
+  return [=, this]() mutable {
+    std::lock_guard lock(mu_);
+    status_ = has ? std::optional<int>(int(status)) : std::nullopt;
+  };
+}
+
+void DebugExit::LoadState(StateReader& in) {
+  ParseState(in)();
 }
 
 }  // namespace rove

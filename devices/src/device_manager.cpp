@@ -211,10 +211,12 @@ void SaveRecord(StateWriter& out, const char (&tag)[5], const Device& device) {
   out.EndRecord(record);
 }
 
+// Parses one record into `applies`; nothing is changed yet.
 template <typename Device>
-void LoadRecord(StateReader& in, const char (&tag)[5], Device& device) {
+void ParseRecord(StateReader& in, const char (&tag)[5], Device& device,
+                 std::vector<StateApply>& applies) {
   StateReader body = in.ReadRecord(StateTag(tag), kVersion1);
-  device.LoadState(body);
+  applies.push_back(device.ParseState(body));
   body.ExpectEnd();
 }
 
@@ -250,7 +252,6 @@ void PcDevices::SaveState(StateWriter& out) const {
 
 void PcDevices::LoadState(StateReader& in) {
   State& s = *state_;
-  TimerPause pause(s.timers);
   {
     StateReader header = in.ReadRecord(kMachineTag, kVersion1);
     const uint32_t cpus = header.U32("cpu count");
@@ -260,23 +261,28 @@ void PcDevices::LoadState(StateReader& in) {
     }
     header.ExpectEnd();
   }
-  LoadRecord(in, "PIT ", s.pit);
-  LoadRecord(in, "RTC ", s.rtc);
-  LoadRecord(in, "UART", s.com1);
-  LoadRecord(in, "UART", s.com2);
-  LoadRecord(in, "KBC ", s.i8042);
-  LoadRecord(in, "ACPI", s.acpi_pm);
-  LoadRecord(in, "PCI ", s.pci);
-  LoadRecord(in, "FWCF", s.fw_cfg);
-  LoadRecord(in, "DBGX", s.debug_exit);
-  LoadRecord(in, "POST", s.post);
-  LoadRecord(in, "IRQR", s.router);
-  LoadRecord(in, "PIC ", s.pic);
-  LoadRecord(in, "IOAP", s.ioapic);
+  // Every record is parsed and checked before any device changes, so bad input leaves the
+  // machine as it was.
+  std::vector<StateApply> applies;
+  ParseRecord(in, "PIT ", s.pit, applies);
+  ParseRecord(in, "RTC ", s.rtc, applies);
+  ParseRecord(in, "UART", s.com1, applies);
+  ParseRecord(in, "UART", s.com2, applies);
+  ParseRecord(in, "KBC ", s.i8042, applies);
+  ParseRecord(in, "ACPI", s.acpi_pm, applies);
+  ParseRecord(in, "PCI ", s.pci, applies);
+  ParseRecord(in, "FWCF", s.fw_cfg, applies);
+  ParseRecord(in, "DBGX", s.debug_exit, applies);
+  ParseRecord(in, "POST", s.post, applies);
+  ParseRecord(in, "IRQR", s.router, applies);
+  ParseRecord(in, "PIC ", s.pic, applies);
+  ParseRecord(in, "IOAP", s.ioapic, applies);
   for (unsigned cpu = 0; cpu < s.apic_bus.cpu_count(); ++cpu) {
-    LoadRecord(in, "APIC", s.apic_bus.lapic(cpu));
+    ParseRecord(in, "APIC", s.apic_bus.lapic(cpu), applies);
   }
-  LoadRecord(in, "APBS", s.apic_bus);
+  ParseRecord(in, "APBS", s.apic_bus, applies);
+  TimerPause pause(s.timers);
+  for (const StateApply& apply : applies) apply();
 }
 
 }  // namespace rove

@@ -231,15 +231,21 @@ void FwCfg::SaveState(StateWriter& out) const {
   out.Bytes(dma_address_, sizeof(dma_address_));
 }
 
-void FwCfg::LoadState(StateReader& in) {
+StateApply FwCfg::ParseState(StateReader& in) {
   const uint16_t selected = in.U16("selector");
   const uint32_t offset = in.U32("offset");
   uint8_t dma_address[sizeof(dma_address_)];
   in.Bytes(dma_address, sizeof(dma_address), "dma address");
-  std::lock_guard lock(mu_);
-  selected_ = selected;
-  offset_ = offset;
-  std::copy(std::begin(dma_address), std::end(dma_address), dma_address_);
+  return [=, this]() mutable {
+    std::lock_guard lock(mu_);
+    selected_ = selected;
+    offset_ = offset;
+    std::copy(std::begin(dma_address), std::end(dma_address), dma_address_);
+  };
+}
+
+void FwCfg::LoadState(StateReader& in) {
+  ParseState(in)();
 }
 
 }  // namespace rove

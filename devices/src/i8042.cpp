@@ -239,7 +239,7 @@ void I8042::SaveState(StateWriter& out) const {
   out.U8(last_read_);
 }
 
-void I8042::LoadState(StateReader& in) {
+StateApply I8042::ParseState(StateReader& in) {
   const uint32_t queued = in.U32Max(uint32_t(kMaxQueued), "output queue length");
   std::deque<Byte> queue;
   for (uint32_t i = 0; i < queued; ++i) {
@@ -254,16 +254,22 @@ void I8042::LoadState(StateReader& in) {
   const uint8_t aux_pending = in.U8("pending mouse command");
   const bool last_was_command = in.Bool("last write was a command");
   const uint8_t last_read = in.U8("last byte read");
-  std::lock_guard lock(mu_);
-  out_ = std::move(queue);
-  std::copy(std::begin(ram), std::end(ram), ram_);
-  output_port_ = output_port;
-  pending_ = pending;
-  kbd_pending_ = kbd_pending;
-  aux_pending_ = aux_pending;
-  last_was_command_ = last_was_command;
-  last_read_ = last_read;
-  UpdateIrqLocked();
+  return [=, this]() mutable {
+    std::lock_guard lock(mu_);
+    out_ = std::move(queue);
+    std::copy(std::begin(ram), std::end(ram), ram_);
+    output_port_ = output_port;
+    pending_ = pending;
+    kbd_pending_ = kbd_pending;
+    aux_pending_ = aux_pending;
+    last_was_command_ = last_was_command;
+    last_read_ = last_read;
+    UpdateIrqLocked();
+  };
+}
+
+void I8042::LoadState(StateReader& in) {
+  ParseState(in)();
 }
 
 }  // namespace rove

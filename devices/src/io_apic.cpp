@@ -144,7 +144,7 @@ void IoApic::SaveState(StateWriter& out) const {
   out.U32(edge_pending_);
 }
 
-void IoApic::LoadState(StateReader& in) {
+StateApply IoApic::ParseState(StateReader& in) {
   const uint8_t id = in.U8Max(0xF, "id");
   const uint8_t select = in.U8("ioregsel");
   uint64_t redir[kPins];
@@ -156,12 +156,18 @@ void IoApic::LoadState(StateReader& in) {
   constexpr uint32_t kPinMask = (1u << kPins) - 1;
   const uint32_t levels = in.U32Max(kPinMask, "input levels");
   const uint32_t edge_pending = in.U32Max(kPinMask, "pending edges");
-  std::lock_guard lock(mu_);
-  id_ = id;
-  select_ = select;
-  std::copy(std::begin(redir), std::end(redir), redir_);
-  levels_ = levels;
-  edge_pending_ = edge_pending;
+  return [=, this]() mutable {
+    std::lock_guard lock(mu_);
+    id_ = id;
+    select_ = select;
+    std::copy(std::begin(redir), std::end(redir), redir_);
+    levels_ = levels;
+    edge_pending_ = edge_pending;
+  };
+}
+
+void IoApic::LoadState(StateReader& in) {
+  ParseState(in)();
 }
 
 }  // namespace rove

@@ -43,15 +43,26 @@ void IrqRouter::SaveState(StateWriter& out) const {
   for (uint32_t bits : asserted_) out.U32(bits);
 }
 
-void IrqRouter::LoadState(StateReader& in) {
+StateApply IrqRouter::ParseState(StateReader& in) {
   std::array<uint32_t, kLines> asserted;
   for (unsigned line = 0; line < kLines; ++line) asserted[line] = in.U32("asserting sources");
-  std::lock_guard lock(mu_);
-  for (unsigned line = 0; line < kLines; ++line) {
-    const uint32_t allocated = sources_[line] >= 32 ? ~0u : (1u << sources_[line]) - 1;
-    if (asserted[line] & ~allocated) in.Fail("a line is asserted by a source that does not exist");
+  {
+    std::lock_guard lock(mu_);
+    for (unsigned line = 0; line < kLines; ++line) {
+      const uint32_t allocated = sources_[line] >= 32 ? ~0u : (1u << sources_[line]) - 1;
+      if (asserted[line] & ~allocated) {
+        in.Fail("a line is asserted by a source that does not exist");
+      }
+    }
   }
-  asserted_ = asserted;
+  return [=, this]() mutable {
+    std::lock_guard lock(mu_);
+    asserted_ = asserted;
+  };
+}
+
+void IrqRouter::LoadState(StateReader& in) {
+  ParseState(in)();
 }
 
 }  // namespace rove

@@ -702,7 +702,7 @@ void LocalApic::SaveState(StateWriter& out) const {
   out.Bool(extint_pending_);
 }
 
-void LocalApic::LoadState(StateReader& in) {
+StateApply LocalApic::ParseState(StateReader& in) {
   const uint64_t base = in.U64("apic base");
   if (base & ~kBaseWritable) in.Fail("APIC base sets reserved bits");
   if ((base & kBaseExtd) && !(base & kBaseEnable)) in.Fail("APIC base: x2APIC without enable");
@@ -731,42 +731,47 @@ void LocalApic::LoadState(StateReader& in) {
   const uint64_t tsc_deadline = in.U64("tsc deadline");
   const bool nmi_pending = in.Bool("nmi pending");
   const bool extint_pending = in.Bool("extint pending");
-
-  {
-    std::lock_guard lock(mu_);
-    const uint64_t now = timers_.clock().NowNs();
-    apic_base_.store(base, std::memory_order_release);
-    id_ = id;
-    tpr_ = tpr;
-    ldr_ = ldr;
-    dfr_ = dfr;
-    svr_ = svr;
-    std::copy(std::begin(irr), std::end(irr), irr_);
-    std::copy(std::begin(isr), std::end(isr), isr_);
-    std::copy(std::begin(tmr), std::end(tmr), tmr_);
-    esr_ = esr;
-    esr_pending_ = esr_pending;
-    icr_low_ = icr_low;
-    icr_high_ = icr_high;
-    std::copy(std::begin(lvt), std::end(lvt), lvt_);
-    timer_initial_ = timer_initial;
-    timer_divide_ = timer_divide;
-    tsc_deadline_ = tsc_deadline;
-    nmi_pending_ = nmi_pending;
-    extint_pending_ = extint_pending;
-    timer_running_ = timer_running;
-    if (timer_running) {
-      timer_start_ns_ = now - elapsed;  // may wrap: CurrentCountLocked uses ElapsedNs
-      timer_next_ns_ = now + remaining;
-      timers_.Arm(timer_id_, timer_next_ns_);
-    } else {
-      timer_start_ns_ = 0;
-      timer_next_ns_ = 0;
-      timers_.Disarm(timer_id_);
+  return [=, this]() mutable {
+    {
+      std::lock_guard lock(mu_);
+      const uint64_t now = timers_.clock().NowNs();
+      apic_base_.store(base, std::memory_order_release);
+      id_ = id;
+      tpr_ = tpr;
+      ldr_ = ldr;
+      dfr_ = dfr;
+      svr_ = svr;
+      std::copy(std::begin(irr), std::end(irr), irr_);
+      std::copy(std::begin(isr), std::end(isr), isr_);
+      std::copy(std::begin(tmr), std::end(tmr), tmr_);
+      esr_ = esr;
+      esr_pending_ = esr_pending;
+      icr_low_ = icr_low;
+      icr_high_ = icr_high;
+      std::copy(std::begin(lvt), std::end(lvt), lvt_);
+      timer_initial_ = timer_initial;
+      timer_divide_ = timer_divide;
+      tsc_deadline_ = tsc_deadline;
+      nmi_pending_ = nmi_pending;
+      extint_pending_ = extint_pending;
+      timer_running_ = timer_running;
+      if (timer_running) {
+        timer_start_ns_ = now - elapsed;  // may wrap: CurrentCountLocked uses ElapsedNs
+        timer_next_ns_ = now + remaining;
+        timers_.Arm(timer_id_, timer_next_ns_);
+      } else {
+        timer_start_ns_ = 0;
+        timer_next_ns_ = 0;
+        timers_.Disarm(timer_id_);
+      }
     }
-  }
-  // A pending interrupt or NMI must reach a halted vCPU.
-  host_.Wake(cpu_);
+    // A pending interrupt or NMI must reach a halted vCPU.
+    host_.Wake(cpu_);
+  };
+}
+
+void LocalApic::LoadState(StateReader& in) {
+  ParseState(in)();
 }
 
 }  // namespace rove

@@ -222,7 +222,7 @@ void PciFunction::SaveState(StateWriter&) const {
   throw StateError("device state: a PCI function without snapshot support cannot be saved");
 }
 
-void PciFunction::LoadState(StateReader& in) {
+StateApply PciFunction::ParseState(StateReader& in) {
   in.Fail("a PCI function without snapshot support cannot be loaded");
 }
 
@@ -231,14 +231,21 @@ void PciConfigSpace::SaveState(StateWriter& out) const {
   out.Blob(space_);
 }
 
-void PciConfigSpace::LoadState(StateReader& in) {
+StateApply PciConfigSpace::ParseState(StateReader& in) {
+  size_t size;
   {
     std::lock_guard lock(mu_);
-    const std::vector<uint8_t> space = in.Blob(space_.size(), "config space");
-    if (space.size() != space_.size()) in.Fail("config space size differs from the device's");
-    space_ = space;
+    size = space_.size();
   }
-  OnConfigWrite(0, space_.size());
+  std::vector<uint8_t> space = in.Blob(size, "config space");
+  if (space.size() != size) in.Fail("config space size differs from the device's");
+  return [this, space = std::move(space)]() {
+    {
+      std::lock_guard lock(mu_);
+      space_ = space;
+    }
+    OnConfigWrite(0, space.size());
+  };
 }
 
 void PciRoot::SaveState(StateWriter& out) const {
@@ -261,7 +268,7 @@ void PciRoot::SaveState(StateWriter& out) const {
   }
 }
 
-void PciRoot::LoadState(StateReader& in) {
+StateApply PciRoot::ParseState(StateReader& in) {
   const uint32_t address = in.U32("cf8 address");
   if (address & ~0x80FFFFFCu) in.Fail("CF8 address sets reserved bits");
   const uint8_t reset_control = in.U8("reset control");
@@ -278,6 +285,7 @@ void PciRoot::LoadState(StateReader& in) {
     in.Fail("the snapshot has " + std::to_string(count) + " PCI functions, this machine " +
             std::to_string(expected));
   }
+  std::vector<StateApply> applies;
   int last_slot = -1;
   for (uint32_t i = 0; i < count; ++i) {
     const uint8_t slot = in.U8("function slot");
@@ -286,12 +294,19 @@ void PciRoot::LoadState(StateReader& in) {
     if (!functions[slot])
       in.Fail("the snapshot has a PCI function in a slot this machine has empty");
     StateReader body = in.ReadRecord(StateTag("PCIF"), 1);
-    functions[slot]->LoadState(body);
+    applies.push_back(functions[slot]->ParseState(body));
     body.ExpectEnd();
   }
-  std::lock_guard lock(mu_);
-  address_ = address;
-  reset_control_ = reset_control;
+  return [this, address, reset_control, applies = std::move(applies)]() {
+    for (const StateApply& apply : applies) apply();
+    std::lock_guard lock(mu_);
+    address_ = address;
+    reset_control_ = reset_control;
+  };
+}
+
+void PciRoot::LoadState(StateReader& in) {
+  ParseState(in)();
 }
 
 }  // namespace rove

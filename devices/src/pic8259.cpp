@@ -274,7 +274,7 @@ void Pic8259::SaveState(StateWriter& out) const {
   out.Bool(output_);
 }
 
-void Pic8259::LoadState(StateReader& in) {
+StateApply Pic8259::ParseState(StateReader& in) {
   Chip loaded[2];
   for (unsigned i = 0; i < 2; ++i) {
     Chip& c = loaded[i];
@@ -301,13 +301,19 @@ void Pic8259::LoadState(StateReader& in) {
     c.poll = in.Bool("poll");
   }
   in.Bool("intr output");  // derived from the rest; recomputed below
-  std::lock_guard lock(mu_);
-  chips_[0] = loaded[0];
-  chips_[1] = loaded[1];
-  // Recompute INTR from the loaded registers; an asserted output reaches the listener (wakes
-  // the vCPU that takes ExtINT).
-  output_ = false;
-  Update();
+  return [=, this]() mutable {
+    std::lock_guard lock(mu_);
+    chips_[0] = loaded[0];
+    chips_[1] = loaded[1];
+    // Recompute INTR from the loaded registers; an asserted output reaches the listener (wakes
+    // the vCPU that takes ExtINT).
+    output_ = false;
+    Update();
+  };
+}
+
+void Pic8259::LoadState(StateReader& in) {
+  ParseState(in)();
 }
 
 }  // namespace rove

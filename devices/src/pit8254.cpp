@@ -361,7 +361,7 @@ void Pit8254::SaveState(StateWriter& out) const {
   out.U8(port_b_high_);
 }
 
-void Pit8254::LoadState(StateReader& in) {
+StateApply Pit8254::ParseState(StateReader& in) {
   Channel loaded[3];
   uint64_t elapsed[3];
   for (unsigned i = 0; i < 3; ++i) {
@@ -397,23 +397,28 @@ void Pit8254::LoadState(StateReader& in) {
   const bool speaker_enable = in.Bool("speaker enable");
   const uint8_t port_b_high = in.U8("port B bits");
   if (port_b_high & ~0x0C) in.Fail("invalid port B bits");
+  return [=, this]() mutable {
+    std::lock_guard lock(mu_);
+    const uint64_t now = clock_.NowNs();
+    for (unsigned i = 0; i < 3; ++i) {
+      ch_[i] = loaded[i];
+      ch_[i].start_ns = now - elapsed[i];  // may wrap: Ticks() uses ElapsedNs
+    }
+    speaker_enable_ = speaker_enable;
+    port_b_high_ = port_b_high;
+    irq_armed_ = irq_armed;
+    if (irq_armed) {
+      next_irq_ns_ = now + irq_remaining;
+      timers_.Arm(timer_id_, next_irq_ns_);
+    } else {
+      next_irq_ns_ = 0;
+      timers_.Disarm(timer_id_);
+    }
+  };
+}
 
-  std::lock_guard lock(mu_);
-  const uint64_t now = clock_.NowNs();
-  for (unsigned i = 0; i < 3; ++i) {
-    ch_[i] = loaded[i];
-    ch_[i].start_ns = now - elapsed[i];  // may wrap: Ticks() uses ElapsedNs
-  }
-  speaker_enable_ = speaker_enable;
-  port_b_high_ = port_b_high;
-  irq_armed_ = irq_armed;
-  if (irq_armed) {
-    next_irq_ns_ = now + irq_remaining;
-    timers_.Arm(timer_id_, next_irq_ns_);
-  } else {
-    next_irq_ns_ = 0;
-    timers_.Disarm(timer_id_);
-  }
+void Pit8254::LoadState(StateReader& in) {
+  ParseState(in)();
 }
 
 }  // namespace rove

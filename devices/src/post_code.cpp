@@ -18,11 +18,17 @@ void PostCode::SaveState(StateWriter& out) const {
   out.U64(writes());
 }
 
-void PostCode::LoadState(StateReader& in) {
+StateApply PostCode::ParseState(StateReader& in) {
   const uint8_t last = in.U8("last value");
   const uint64_t writes = in.U64("write count");
-  last_.store(last, std::memory_order_relaxed);
-  writes_.store(writes, std::memory_order_relaxed);
+  return [=, this]() mutable {
+    last_.store(last, std::memory_order_relaxed);
+    writes_.store(writes, std::memory_order_relaxed);
+  };
+}
+
+void PostCode::LoadState(StateReader& in) {
+  ParseState(in)();
 }
 
 }  // namespace rove

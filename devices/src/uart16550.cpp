@@ -242,7 +242,7 @@ void Uart16550::SaveState(StateWriter& out) const {
   out.Bool(thr_interrupt_);
 }
 
-void Uart16550::LoadState(StateReader& in) {
+StateApply Uart16550::ParseState(StateReader& in) {
   const std::vector<uint8_t> rx = in.Blob(kFifoSize, "receive fifo");
   const uint8_t ier = in.U8Max(0x0F, "ier");
   const uint8_t lcr = in.U8("lcr");
@@ -261,20 +261,26 @@ void Uart16550::LoadState(StateReader& in) {
   }
   if (rx.size() > (fifo_enabled ? kFifoSize : 1)) in.Fail("receive FIFO holds more than it can");
   const bool thr_interrupt = in.Bool("thr interrupt");
-  std::lock_guard lock(mu_);
-  rx_.assign(rx.begin(), rx.end());
-  ier_ = ier;
-  lcr_ = lcr;
-  mcr_ = mcr;
-  lsr_errors_ = lsr_errors;
-  msr_ = msr;
-  scr_ = scr;
-  dll_ = dll;
-  dlm_ = dlm;
-  fifo_enabled_ = fifo_enabled;
-  rx_trigger_ = trigger;
-  thr_interrupt_ = thr_interrupt;
-  UpdateIrqLocked();
+  return [=, this]() mutable {
+    std::lock_guard lock(mu_);
+    rx_.assign(rx.begin(), rx.end());
+    ier_ = ier;
+    lcr_ = lcr;
+    mcr_ = mcr;
+    lsr_errors_ = lsr_errors;
+    msr_ = msr;
+    scr_ = scr;
+    dll_ = dll;
+    dlm_ = dlm;
+    fifo_enabled_ = fifo_enabled;
+    rx_trigger_ = trigger;
+    thr_interrupt_ = thr_interrupt;
+    UpdateIrqLocked();
+  };
+}
+
+void Uart16550::LoadState(StateReader& in) {
+  ParseState(in)();
 }
 
 }  // namespace rove

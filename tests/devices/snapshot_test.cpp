@@ -669,6 +669,28 @@ TEST(SnapshotTest, WrongTagVersionOrLengthOfAnyRecordIsRejected) {
   }
 }
 
+TEST(SnapshotTest, AFailedLoadChangesNothing) {
+  Machine a(2, kStartA, kWall);
+  Exercise(a);
+  const std::vector<uint8_t> snapshot = a.Save();
+  Machine b(2, kStartB, kWall);
+  b.LapicWrite(0, LocalApic::kRegTpr, 0x30);
+  b.Out(kPostPort, 0x99);
+  const std::vector<uint8_t> before = b.Save();
+  ASSERT_NE(before, snapshot);
+  // The last record (APIC bus) is cut short, then its tag is wrong: everything before it
+  // parsed fine, yet nothing may have been applied.
+  const std::vector<uint8_t> cut(snapshot.begin(), snapshot.end() - 1);
+  EXPECT_THROW(b.Load(cut), StateError);
+  EXPECT_EQ(b.Save(), before);
+  std::vector<uint8_t> bad_tag = snapshot;
+  bad_tag[RecordOffsets(snapshot).back()] ^= 1;
+  EXPECT_THROW(b.Load(bad_tag), StateError);
+  EXPECT_EQ(b.Save(), before);
+  b.Load(snapshot);
+  EXPECT_EQ(b.Save(), snapshot);
+}
+
 TEST(SnapshotTest, RandomInputNeverCrashes) {
   Machine a(2, kStartA, kWall);
   Exercise(a);

@@ -57,6 +57,9 @@ class AcpiPm final : public BusDevice {
   // the value it had at save time; LoadState drives the SCI to match.
   void SaveState(StateWriter& out) const;
   void LoadState(StateReader& in);
+  // LoadState in two steps: reads and checks everything (throwing StateError, changing
+  // nothing), then returns what applies it.
+  StateApply ParseState(StateReader& in);
 
  private:
   uint32_t TimerLocked() const;

@@ -57,6 +57,9 @@ class ApicBus final : public VcpuInterrupts, public ApicMessageSink, private Loc
   // themselves).
   void SaveState(StateWriter& out) const;
   void LoadState(StateReader& in);
+  // LoadState in two steps: reads and checks everything (throwing StateError, changing
+  // nothing), then returns what applies it.
+  StateApply ParseState(StateReader& in);
 
  private:
   // LocalApicHost.

@@ -77,6 +77,9 @@ class CmosRtc final : public BusDevice {
   // time (its guest offset is saved); the periodic rate keeps its phase relative to the clock.
   void SaveState(StateWriter& out) const;
   void LoadState(StateReader& in);
+  // LoadState in two steps: reads and checks everything (throwing StateError, changing
+  // nothing), then returns what applies it.
+  StateApply ParseState(StateReader& in);
 
  private:
   struct Fields {

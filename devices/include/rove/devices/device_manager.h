@@ -176,8 +176,8 @@ class PcDevices {
   void SaveState(StateWriter& out) const;
   // Loads a snapshot into this machine, which must be built with the same PcConfig (CPU count,
   // PCI functions) and have its loader's fw_cfg items. Timers are re-based on this machine's
-  // clock. Throws StateError on any malformed, truncated or mismatched input; the devices are
-  // then in an unspecified (but safe) state and the machine should be discarded.
+  // clock. Throws StateError on any malformed, truncated or mismatched input, before changing
+  // anything: every record is parsed and checked first (ParseState), then applied.
   void LoadState(StateReader& in);
 
  private:

@@ -56,6 +56,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -148,6 +149,11 @@ class StateReader {
   size_t base_ = 0;  // offset of data_ in the outermost input, for messages
   std::string context_;
 };
+
+// What a device's ParseState returns: applies the parsed state to the device (cannot fail).
+// PcDevices::LoadState parses every record before applying any, so bad input leaves the
+// machine untouched.
+using StateApply = std::function<void()>;
 
 // Time helpers for devices: a deadline as time remaining (0 if due), and back.
 inline uint64_t RemainingNs(uint64_t deadline_ns, uint64_t now_ns) {

@@ -123,6 +123,9 @@ class FwCfg final : public BusDevice {
   // configuration (the loader sets them again on the loading machine).
   void SaveState(StateWriter& out) const;
   void LoadState(StateReader& in);
+  // LoadState in two steps: reads and checks everything (throwing StateError, changing
+  // nothing), then returns what applies it.
+  StateApply ParseState(StateReader& in);
 
  private:
   void RebuildDirectoryLocked();

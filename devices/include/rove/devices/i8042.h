@@ -53,6 +53,9 @@ class I8042 final : public MultiWindowDevice {
   // Snapshot (record body, see device_state.h). LoadState drives IRQ1/IRQ12 to match.
   void SaveState(StateWriter& out) const;
   void LoadState(StateReader& in);
+  // LoadState in two steps: reads and checks everything (throwing StateError, changing
+  // nothing), then returns what applies it.
+  StateApply ParseState(StateReader& in);
 
  private:
   struct Byte {

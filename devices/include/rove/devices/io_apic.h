@@ -50,6 +50,9 @@ class IoApic final : public BusDevice, public IrqSink {
   // what was pending at save time is pending again.
   void SaveState(StateWriter& out) const;
   void LoadState(StateReader& in);
+  // LoadState in two steps: reads and checks everything (throwing StateError, changing
+  // nothing), then returns what applies it.
+  StateApply ParseState(StateReader& in);
 
  private:
   static constexpr uint64_t kMasked = 1ull << 16;

@@ -82,6 +82,9 @@ class IrqRouter {
   // (the interrupt controllers restore their own input levels).
   void SaveState(StateWriter& out) const;
   void LoadState(StateReader& in);
+  // LoadState in two steps: reads and checks everything (throwing StateError, changing
+  // nothing), then returns what applies it.
+  StateApply ParseState(StateReader& in);
 
  private:
   friend class IrqLine;

@@ -172,6 +172,9 @@ class LocalApic {
   // time remaining. LoadState re-arms the timer relative to the clock now and wakes the vCPU.
   void SaveState(StateWriter& out) const;
   void LoadState(StateReader& in);
+  // LoadState in two steps: reads and checks everything (throwing StateError, changing
+  // nothing), then returns what applies it.
+  StateApply ParseState(StateReader& in);
 
  private:
   enum Lvt : unsigned { kLvtTimer, kLvtThermal, kLvtPerf, kLvtLint0, kLvtLint1, kLvtError };

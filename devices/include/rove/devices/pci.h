@@ -31,9 +31,11 @@ class PciFunction {
   virtual void ConfigRead(uint16_t offset, std::span<uint8_t> data) = 0;
   virtual void ConfigWrite(uint16_t offset, std::span<const uint8_t> data) = 0;
   // Snapshot of the function's state. The defaults throw StateError: a function that does not
-  // implement them cannot be saved.
+  // implement them cannot be saved. ParseState reads and checks without changing anything and
+  // returns what applies the state.
   virtual void SaveState(StateWriter& out) const;
-  virtual void LoadState(StateReader& in);
+  virtual StateApply ParseState(StateReader& in);
+  void LoadState(StateReader& in) { ParseState(in)(); }
 };
 
 // A config space image with per-byte writable and write-1-to-clear masks. Subclasses set the
@@ -82,11 +84,11 @@ class PciConfigSpace : public PciFunction {
   // The address programmed into BAR `index` (64-bit BARs combined).
   uint64_t bar_address(unsigned index) const;
 
-  // Snapshot: the config space image (the masks are the device's wiring, not state). LoadState
-  // then calls OnConfigWrite(0, size) so a subclass can react to the whole space changing.
+  // Snapshot: the config space image (the masks are the device's wiring, not state). Applying
+  // it calls OnConfigWrite(0, size) so a subclass can react to the whole space changing.
   // Subclasses with more state override both and call these first.
   void SaveState(StateWriter& out) const override;
-  void LoadState(StateReader& in) override;
+  StateApply ParseState(StateReader& in) override;
 
  protected:
   virtual void OnConfigWrite(uint16_t offset, size_t size) {}
@@ -132,6 +134,7 @@ class PciRoot final : public MultiWindowDevice {
   // LoadState requires the same functions in the same slots.
   void SaveState(StateWriter& out) const;
   void LoadState(StateReader& in);
+  StateApply ParseState(StateReader& in);
 
  private:
   std::function<void()> reset_;

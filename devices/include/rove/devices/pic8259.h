@@ -52,6 +52,9 @@ class Pic8259 final : public MultiWindowDevice, public IrqSink {
   // recomputes INTR and tells the output listener if it changed.
   void SaveState(StateWriter& out) const;
   void LoadState(StateReader& in);
+  // LoadState in two steps: reads and checks everything (throwing StateError, changing
+  // nothing), then returns what applies it.
+  StateApply ParseState(StateReader& in);
 
   // Inspection for tests and debugging.
   uint8_t irr(bool slave) const;

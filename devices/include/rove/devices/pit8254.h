@@ -46,6 +46,9 @@ class Pit8254 final : public MultiWindowDevice {
   // 0's next IRQ0 edge as time remaining; LoadState re-bases both on the clock at load.
   void SaveState(StateWriter& out) const;
   void LoadState(StateReader& in);
+  // LoadState in two steps: reads and checks everything (throwing StateError, changing
+  // nothing), then returns what applies it.
+  StateApply ParseState(StateReader& in);
 
  private:
   struct Channel {

@@ -22,6 +22,9 @@ class PostCode final : public BusDevice {
   // Snapshot (record body, see device_state.h).
   void SaveState(StateWriter& out) const;
   void LoadState(StateReader& in);
+  // LoadState in two steps: reads and checks everything (throwing StateError, changing
+  // nothing), then returns what applies it.
+  StateApply ParseState(StateReader& in);
 
  private:
   std::atomic<uint8_t> last_{0};

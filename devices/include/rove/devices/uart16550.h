@@ -85,6 +85,9 @@ class Uart16550 final : public BusDevice {
   // Snapshot (record body, see device_state.h). LoadState drives the IRQ line to match.
   void SaveState(StateWriter& out) const;
   void LoadState(StateReader& in);
+  // LoadState in two steps: reads and checks everything (throwing StateError, changing
+  // nothing), then returns what applies it.
+  StateApply ParseState(StateReader& in);
 
  private:
   size_t CapacityLocked() const { return fifo_enabled_ ? kFifoSize : 1; }
