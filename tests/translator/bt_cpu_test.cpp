@@ -402,5 +402,183 @@ TEST(BtCpu, RequestExitStopsCountedLoop) {
   });
 }
 
+// ---- CLI/STI/PUSHF/LEAVE inline (TransMode::sys_inline: not v86, CPL <= IOPL) ----
+
+constexpr uint64_t kPushedFlagsZfPfCf = rflags::kZf | rflags::kPf | rflags::kCf;
+
+// xor eax, eax (ZF PF); stc (CF); cli; pushfq; pop rax; sti; pushfq; pop rbx; hlt
+const std::vector<uint8_t> kCliPushfStiPushf = {
+    0x31, 0xC0,  // xor eax, eax
+    0xF9,        // stc
+    0xFA,        // cli
+    0x9C,        // pushfq
+    0x58,        // pop rax
+    0xFB,        // sti
+    0x9C,        // pushfq
+    0x5B,        // pop rbx
+    0xF4,        // hlt
+};
+
+TEST(BtCpu, CliStiPushfRunInlineAtCpl0) {
+  LongModeGuest g;
+  g.state.rflags = rflags::kFixed1 | rflags::kIf | rflags::kAc | rflags::kId | rflags::kRf;
+  g.Load(kCliPushfStiPushf);
+  Exit e = g.RunToEmulate();
+  ASSERT_EQ(e.reason, ExitReason::kEmulate);
+  EXPECT_EQ(g.state.rip, LongModeGuest::kCode + 9) << "left translated code before HLT";
+  // The pushed images: arithmetic flags from the host, IF as set by CLI/STI, AC and ID kept,
+  // RF cleared in the image.
+  const uint64_t sys = rflags::kFixed1 | rflags::kAc | rflags::kId;
+  EXPECT_EQ(g.state.gpr[kRax], sys | kPushedFlagsZfPfCf);
+  EXPECT_EQ(g.state.gpr[kRbx], sys | rflags::kIf | kPushedFlagsZfPfCf);
+  EXPECT_TRUE(g.state.rflags & rflags::kIf);
+  EXPECT_EQ(g.state.gpr[kRsp], LongModeGuest::kStackTop);
+  EXPECT_FALSE(g.state.interrupt_shadow);
+}
+
+TEST(BtCpu, CliLeavesIfClearInCpuState) {
+  LongModeGuest g;
+  g.state.rflags = rflags::kFixed1 | rflags::kIf;
+  g.Load({0xFA, 0xF4});  // cli; hlt
+  Exit e = g.RunToEmulate();
+  ASSERT_EQ(e.reason, ExitReason::kEmulate);
+  EXPECT_EQ(g.state.rip, LongModeGuest::kCode + 1);
+  EXPECT_FALSE(g.state.rflags & rflags::kIf);
+}
+
+TEST(BtCpu, CliStiPushfInlineAtCpl3WithIopl3KeepIoplAndNt) {
+  LongModeGuest g;
+  g.state.seg[kCs].attr |= 3u << 5;  // DPL 3: CPL 3
+  g.state.seg[kCs].selector = 0x1B;
+  g.state.seg[kSs].attr |= 3u << 5;
+  g.state.seg[kSs].selector = 0x23;
+  g.state.rflags = rflags::kFixed1 | (3ull << rflags::kIoplShift) | rflags::kNt;
+  g.Load(kCliPushfStiPushf);
+  Exit e = g.RunToEmulate();
+  ASSERT_EQ(e.reason, ExitReason::kEmulate);
+  EXPECT_EQ(g.state.rip, LongModeGuest::kCode + 9);
+  const uint64_t sys = rflags::kFixed1 | (3ull << rflags::kIoplShift) | rflags::kNt;
+  EXPECT_EQ(g.state.gpr[kRax], sys | kPushedFlagsZfPfCf);
+  EXPECT_EQ(g.state.gpr[kRbx], sys | rflags::kIf | kPushedFlagsZfPfCf);
+  EXPECT_EQ(g.state.rflags & (rflags::kIoplMask | rflags::kNt | rflags::kIf),
+            (3ull << rflags::kIoplShift) | rflags::kNt | rflags::kIf);
+}
+
+TEST(BtCpu, CliAtCpl3AboveIoplGoesToTheEmulator) {
+  for (const uint8_t insn : {uint8_t{0xFA}, uint8_t{0xFB}, uint8_t{0x9C}}) {  // cli, sti, pushfq
+    LongModeGuest g;
+    g.state.seg[kCs].attr |= 3u << 5;
+    g.state.seg[kCs].selector = 0x1B;
+    g.state.rflags = rflags::kFixed1 | rflags::kIf | (2ull << rflags::kIoplShift);
+    g.Load({0x90, insn, 0xF4});  // nop; insn; hlt
+    Exit e = g.RunToEmulate();
+    ASSERT_EQ(e.reason, ExitReason::kEmulate);
+    EXPECT_EQ(g.state.rip, LongModeGuest::kCode + 1) << "insn " << int{insn};
+    EXPECT_TRUE(g.state.rflags & rflags::kIf);
+  }
+}
+
+TEST(BtCpu, StiWithPendingInterruptLeavesWithShadow) {
+  LongModeGuest g;
+  g.state.rflags = rflags::kFixed1;
+  g.Load({0x90, 0xFB, 0x48, 0xFF, 0xC0, 0xF4});  // nop; sti; inc rax; hlt
+  g.cpu->SetInterruptPending(true);
+  Exit e = g.cpu->Run();
+  ASSERT_EQ(e.reason, ExitReason::kRequest);
+  EXPECT_EQ(g.state.rip, LongModeGuest::kCode + 2) << "must stop right after STI";
+  EXPECT_TRUE(g.state.rflags & rflags::kIf);
+  EXPECT_TRUE(g.state.interrupt_shadow);
+  EXPECT_EQ(g.state.gpr[kRax], 0u);
+}
+
+TEST(BtCpu, StiWithoutPendingInterruptRunsOn) {
+  LongModeGuest g;
+  g.state.rflags = rflags::kFixed1;
+  g.Load({0x90, 0xFB, 0x48, 0xFF, 0xC0, 0xF4});  // nop; sti; inc rax; hlt
+  g.cpu->SetInterruptPending(false);
+  Exit e = g.cpu->Run();
+  ASSERT_EQ(e.reason, ExitReason::kEmulate);
+  EXPECT_EQ(g.state.rip, LongModeGuest::kCode + 5);
+  EXPECT_TRUE(g.state.rflags & rflags::kIf);
+  EXPECT_FALSE(g.state.interrupt_shadow);
+  EXPECT_EQ(g.state.gpr[kRax], 1u);
+}
+
+TEST(BtCpu, StiEndingABlockGoesToTheEmulator) {
+  // STI as the last byte of a page ends its block: it must not run inline, or an interrupt
+  // could be taken at the next block's entry, inside the STI shadow.
+  LongModeGuest g;
+  g.state.rflags = rflags::kFixed1;
+  const uint64_t sti_at = LongModeGuest::kCode + 0xFFF;
+  g.mem->Write(sti_at, std::vector<uint8_t>{0xFB, 0xF4}.data(), 2);
+  g.state.rip = sti_at - 1;
+  g.mem->Write(sti_at - 1, std::vector<uint8_t>{0x90}.data(), 1);
+  Exit e = g.RunToEmulate();
+  ASSERT_EQ(e.reason, ExitReason::kEmulate);
+  EXPECT_EQ(g.state.rip, sti_at);
+  EXPECT_FALSE(g.state.rflags & rflags::kIf);
+}
+
+TEST(BtCpu, PushfInlineWith16And32BitOperands) {
+  LongModeGuest g;
+  g.state.rflags = rflags::kFixed1 | rflags::kIf | rflags::kAc;
+  // xor eax, eax; stc; pushf (16-bit); pop cx; hlt
+  g.Load({0x31, 0xC0, 0xF9, 0x66, 0x9C, 0x66, 0x59, 0xF4});
+  g.state.gpr[kRcx] = 0xFFFFFFFFFFFF0000ull;
+  Exit e = g.RunToEmulate();
+  ASSERT_EQ(e.reason, ExitReason::kEmulate);
+  EXPECT_EQ(g.state.rip, LongModeGuest::kCode + 7);
+  EXPECT_EQ(g.state.gpr[kRcx],
+            0xFFFFFFFFFFFF0000ull | rflags::kFixed1 | rflags::kIf | kPushedFlagsZfPfCf);
+  EXPECT_EQ(g.state.gpr[kRsp], LongModeGuest::kStackTop);
+}
+
+TEST(BtCpu, PushfPageFaultIsPrecise) {
+  LongModeGuest g;
+  g.state.rflags = rflags::kFixed1 | rflags::kIf;
+  g.state.gpr[kRsp] = 0x40000008;  // the push goes to 0x40000000, beyond the identity map
+  g.Load({0x31, 0xC0, 0xF9, 0xFA, 0x9C, 0xF4});  // xor eax, eax; stc; cli; pushfq; hlt
+  Exit e = g.RunToEmulate();
+  ASSERT_EQ(e.reason, ExitReason::kException);
+  EXPECT_EQ(e.exception.vector, kPf);
+  EXPECT_EQ(e.exception.cr2, 0x40000000u);
+  EXPECT_EQ(g.state.rip, LongModeGuest::kCode + 4);
+  EXPECT_EQ(g.state.gpr[kRsp], 0x40000008u);
+  EXPECT_FALSE(g.state.rflags & rflags::kIf);
+  EXPECT_EQ(g.state.rflags & rflags::kHostLive, kPushedFlagsZfPfCf);
+}
+
+TEST(BtCpu, LeaveInline) {
+  LongModeGuest g;
+  g.state.gpr[kRbp] = 0x1234;
+  g.Load({
+      0x55,                                            // push rbp
+      0x48, 0x89, 0xE5,                                // mov rbp, rsp
+      0x48, 0x83, 0xEC, 0x20,                          // sub rsp, 32
+      0x48, 0xC7, 0x45, 0xF8, 0x07, 0x00, 0x00, 0x00,  // mov qword [rbp-8], 7
+      0xC9,                                            // leave
+      0xF4,                                            // hlt
+  });
+  Exit e = g.RunToEmulate();
+  ASSERT_EQ(e.reason, ExitReason::kEmulate);
+  EXPECT_EQ(g.state.rip, LongModeGuest::kCode + 17);
+  EXPECT_EQ(g.state.gpr[kRsp], LongModeGuest::kStackTop);
+  EXPECT_EQ(g.state.gpr[kRbp], 0x1234u);
+  EXPECT_EQ(g.mem->ReadU64(LongModeGuest::kStackTop - 16), 7u);
+}
+
+TEST(BtCpu, LeavePageFaultIsPrecise) {
+  LongModeGuest g;
+  g.state.gpr[kRbp] = 0x40000010;
+  g.Load({0x31, 0xC0, 0xC9, 0xF4});  // xor eax, eax; leave; hlt
+  Exit e = g.RunToEmulate();
+  ASSERT_EQ(e.reason, ExitReason::kException);
+  EXPECT_EQ(e.exception.vector, kPf);
+  EXPECT_EQ(e.exception.cr2, 0x40000010u);
+  EXPECT_EQ(g.state.rip, LongModeGuest::kCode + 2);
+  EXPECT_EQ(g.state.gpr[kRbp], 0x40000010u);
+  EXPECT_EQ(g.state.gpr[kRsp], LongModeGuest::kStackTop);
+}
+
 }  // namespace
 }  // namespace rove

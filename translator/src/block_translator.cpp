@@ -41,6 +41,10 @@ enum class Kind : uint8_t {
   kJmpInd,
   kJcc,
   kLoop,  // LOOP/LOOPE/LOOPNE/JCXZ/JECXZ/JRCXZ
+  kCli,   // CLI/STI/PUSHF inline (TransMode::sys_inline): IF in ctx.sys_rflags
+  kSti,
+  kPushf,
+  kLeave,  // LEAVE with a 64-bit stack and operand size
   kEmulate,
 };
 
@@ -201,9 +205,26 @@ bool IsSensitiveMnemonic(ZydisMnemonic m) {
   }
 }
 
-Kind Classify(Insn& in, int code_bits) {
+Kind Classify(Insn& in, const bt::TransMode& mode) {
   const auto& d = in.d;
   const auto cat = d.meta.category;
+  if (mode.sys_inline && !mode.single_step) {
+    switch (d.mnemonic) {
+      case ZYDIS_MNEMONIC_CLI:
+        return Kind::kCli;
+      case ZYDIS_MNEMONIC_STI:
+        return Kind::kSti;
+      case ZYDIS_MNEMONIC_PUSHF:
+      case ZYDIS_MNEMONIC_PUSHFD:
+      case ZYDIS_MNEMONIC_PUSHFQ:
+        return Kind::kPushf;
+      default:
+        break;
+    }
+  }
+  if (d.mnemonic == ZYDIS_MNEMONIC_LEAVE && mode.code_bits == 64 && mode.stack_bits == 64 &&
+      d.operand_width == 64)
+    return Kind::kLeave;
   // Far transfers and anything touching segment/control/debug registers go to the emulator.
   if (d.meta.branch_type == ZYDIS_BRANCH_TYPE_FAR) return Kind::kEmulate;
   if (HasRegClass(in, ZYDIS_REGCLASS_SEGMENT) && cat != ZYDIS_CATEGORY_COND_BR)
@@ -291,7 +312,6 @@ Kind Classify(Insn& in, int code_bits) {
     if (mem.type != ZYDIS_MEMOP_TYPE_MEM) return Kind::kEmulate;  // VSIB gathers, MIB
     return Kind::kMem;
   }
-  (void)code_bits;
   return Kind::kIdent;
 }
 
@@ -390,6 +410,8 @@ bool CanFault(const Insn& in) {
   switch (in.kind) {
     case Kind::kDrop:
     case Kind::kLea:
+    case Kind::kCli:
+    case Kind::kSti:
       return false;
     case Kind::kIdent:
       break;
@@ -580,7 +602,8 @@ class BlockEmitter {
   }
 
   static bool IsAccessKind(Kind k) {
-    return k == Kind::kMem || k == Kind::kPushReg || k == Kind::kPushImm || k == Kind::kPopReg;
+    return k == Kind::kMem || k == Kind::kPushReg || k == Kind::kPushImm || k == Kind::kPopReg ||
+           k == Kind::kLeave;
   }
 
   // ---- scratch allocation ----
@@ -644,7 +667,7 @@ class BlockEmitter {
   // soft-TLB check variant when `need_access` (flag-clobbering when `flags_ok`). Returns false
   // when registers ran out.
   bool Plan(size_t index, bool need_rsp, bool need_access, bool low_only, bool flags_ok,
-            Scratch& sc) {
+            Scratch& sc, int* extra = nullptr) {
     uint16_t taken = static_cast<uint16_t>(1u << kRsp);
     sc.flags_path = need_access && flags_ok;
     if (need_access && !sc.flags_path) taken |= static_cast<uint16_t>(1u << kRcx);
@@ -652,6 +675,7 @@ class BlockEmitter {
     if (need_access) {
       if ((sc.s1 = Pick(index, taken, low_only, false, sc)) < 0) return false;
       if ((sc.s2 = Pick(index, taken, false, false, sc)) < 0) return false;
+      if (extra && (*extra = Pick(index, taken, false, false, sc)) < 0) return false;
       if (!sc.flags_path) {
         const uint16_t rcx = static_cast<uint16_t>(1u << kRcx);
         if (DeadAt(index) & rcx) {
@@ -1002,6 +1026,9 @@ class BlockEmitter {
   void EmitJcc(size_t index);
   void EmitLoop(size_t index);
   void EmitIdent(size_t index);
+  void EmitCliSti(size_t index);
+  void EmitPushf(size_t index);
+  void EmitLeave(size_t index);
   void EmitFallback(size_t index) {
     RestoreClobbered();
     MarkInsn(index);
@@ -1032,6 +1059,7 @@ void BlockEmitter::Emit() {
   // guest flags are pushed anyway), else at the block entry. Every path through the block
   // passes it or leaves the block.
   for (size_t i = 0; i < insns_.size(); ++i) {
+    if (i > 0 && insns_[i - 1].kind == Kind::kSti) continue;  // the STI shadow
     if (IsAccessKind(insns_[i].kind) && FlagsPathOk(i)) {
       check_at_ = static_cast<int64_t>(i);
       break;
@@ -1154,10 +1182,106 @@ void BlockEmitter::EmitInsn(size_t index) {
     case Kind::kLoop:
       EmitLoop(index);
       break;
+    case Kind::kCli:
+    case Kind::kSti:
+      EmitCliSti(index);
+      break;
+    case Kind::kPushf:
+      EmitPushf(index);
+      break;
+    case Kind::kLeave:
+      EmitLeave(index);
+      break;
     case Kind::kEmulate:
       EmitFallback(index);
       break;
   }
+}
+
+// CLI/STI when CPL <= IOPL (or real mode): byte 1 of RFLAGS is TF=0 (not single-stepping),
+// IF, DF and OF (kept in the host RFLAGS, so 0 here), IOPL and NT (constant for the block's
+// mode), so both are one store. After STI an interrupt may not be taken before the next
+// instruction retires: inline STI is never the last instruction of a block and the next
+// instruction never holds the exit-request check; when the vCPU has an interrupt waiting,
+// STI leaves with ctx.sti_shadow set, so the engine runs one instruction and then takes it.
+void BlockEmitter::EmitCliSti(size_t index) {
+  const Insn& in = insns_[index];
+  const bool sti = in.kind == Kind::kSti;
+  if (sti && index + 1 == insns_.size()) {
+    EmitFallback(index);
+    return;
+  }
+  MarkInsn(index);
+  const uint8_t byte1 =
+      static_cast<uint8_t>((mode_.iopl << 4) | (mode_.nt ? 0x40 : 0) | (sti ? 0x02 : 0));
+  a_.mov(Gs(ROVE_CTX(sys_rflags) + 1, 1), byte1);
+  if (!sti) return;
+  Label leave = a_.newLabel();
+  Label go = a_.newLabel();
+  a_.mov(Gs(ROVE_CTX(spill_rcx)), x86::rcx);
+  a_.mov(x86::rcx, Gs(ROVE_CTX(irq_pending)));
+  a_.jecxz(x86::rcx, go);
+  a_.jmp(leave);
+  a_.bind(go);
+  a_.mov(x86::rcx, Gs(ROVE_CTX(spill_rcx)));
+  const uint16_t clobbered = clobbered_;
+  const uint64_t next = in.next_rip;
+  deferred_.push_back([this, leave, clobbered, next] {
+    a_.bind(leave);
+    a_.mov(x86::rcx, Gs(ROVE_CTX(spill_rcx)));
+    LoadMask(clobbered);
+    a_.mov(Gs(ROVE_CTX(sti_shadow)), 1);
+    EmitExit(next, bt::kExitRequest);
+  });
+}
+
+// PUSHF: the host RFLAGS' guest bits (arithmetic flags, DF) plus ctx.sys_rflags, stored with
+// the flag-free soft-TLB check so the flags stay in place.
+void BlockEmitter::EmitPushf(size_t index) {
+  Insn& in = insns_[index];
+  const uint32_t size = in.d.operand_width / 8;
+  Scratch sc;
+  int s3 = -1;
+  if (!Plan(index, true, true, false, false, sc, &s3)) {
+    EmitFallback(index);
+    return;
+  }
+  const int s0 = sc.s0, s1 = sc.s1, s2 = sc.s2;
+  EmitAccess(
+      index, sc, size, true,
+      [this, s0, s1, s2, size] { EmitStackAddress(s1, s2, s0, -static_cast<int32_t>(size)); },
+      [this, s0, s1, s2, s3, size] {
+        a_.pushfq();
+        a_.pop(G(s3));
+        a_.pext(G(s3), G(s3), Gs(ROVE_CTX(host_live_mask)));
+        a_.pdep(G(s3), G(s3), Gs(ROVE_CTX(host_live_mask)));
+        a_.mov(G(s2), Gs(ROVE_CTX(sys_rflags)));
+        a_.lea(G(s3), x86::ptr(G(s3), G(s2)));  // disjoint bits: the sum is the OR
+        if (size == 8)
+          a_.mov(x86::qword_ptr(G(s1)), G(s3));
+        else if (size == 4)
+          a_.mov(x86::dword_ptr(G(s1)), G32(s3));
+        else
+          a_.mov(x86::word_ptr(G(s1)), G16(s3));
+        EmitRspCommit(s0, -static_cast<int32_t>(size));
+      });
+}
+
+// LEAVE (64-bit): RSP = RBP + 8 and RBP = [RBP], committed only after the load succeeds.
+void BlockEmitter::EmitLeave(size_t index) {
+  Scratch sc;
+  if (!Plan(index, false, true, false, FlagsPathOk(index), sc)) {
+    EmitFallback(index);
+    return;
+  }
+  const int s1 = sc.s1, s2 = sc.s2;
+  EmitAccess(
+      index, sc, 8, false, [this, s1] { a_.mov(G(s1), x86::rbp); },
+      [this, s1, s2] {
+        a_.lea(G(s2), x86::ptr(x86::rbp, 8));
+        a_.mov(x86::rbp, x86::qword_ptr(G(s1)));
+        a_.mov(Gs(ROVE_CTX(guest_rsp)), G(s2));
+      });
 }
 
 void BlockEmitter::EmitIdent(size_t index) {
@@ -1601,8 +1725,10 @@ bt::Block* BtCpu::Impl::Translate(const bt::TransMode& mode, uint64_t linear, ui
     if (n > 0 && (lin & (kPageSize - 1)) + in.d.length > kPageSize) break;
     std::memcpy(in.bytes, buf, in.d.length);
     in.next_rip = (rip + in.d.length) & rip_mask;
-    in.kind = Classify(in, mode.code_bits);
+    in.kind = Classify(in, mode);
     ComputeRegisterUse(in);
+    // PUSHF stores every arithmetic flag: they are live before it whatever Zydis says.
+    if (in.kind == Kind::kPushf) in.flags_read |= kArithFlags;
     insns.push_back(in);
     rip = in.next_rip;
     bool ends = false;

@@ -178,6 +178,13 @@ bt::TransMode BtCpu::Impl::CurrentMode() const {
     m.view = kTlbSupervisorAc;
   else
     m.view = kTlbSupervisor;
+  if (!state.v86_mode() &&
+      (!state.protected_mode() ||
+       state.cpl() <= static_cast<int>((state.rflags & rflags::kIoplMask) >> rflags::kIoplShift))) {
+    m.sys_inline = true;
+    m.iopl = static_cast<uint8_t>((state.rflags & rflags::kIoplMask) >> rflags::kIoplShift);
+    m.nt = (state.rflags & rflags::kNt) != 0;
+  }
   if (m.code_bits != 64) {
     if (!state.protected_mode() || state.v86_mode()) {
       m.add_seg_base = true;
@@ -479,6 +486,9 @@ void BtCpu::RequestExit() {
 void BtCpu::ClearExitRequest() {
   __atomic_store_n(&impl_->ctx->exit_request, 0, __ATOMIC_SEQ_CST);
 }
+void BtCpu::SetInterruptPending(bool pending) {
+  impl_->ctx->irq_pending = pending ? 1 : 0;
+}
 
 void BtCpu::FlushTlb(bool include_global) {
   impl_->FlushSoftTlb(include_global);
@@ -512,6 +522,15 @@ Exit BtCpu::Run(bool single_step) {
 
   ctx->guest_rsp = st.gpr[kRsp];
   for (int s = 0; s < kSegCount; ++s) ctx->seg_base[s] = st.seg[s].base;
+  // Inline CLI/STI/PUSHF work on ctx.sys_rflags; IF goes back to CpuState when Run returns.
+  ctx->sys_rflags =
+      (st.rflags & ~(rflags::kHostLive | rflags::kRf | rflags::kVm)) | rflags::kFixed1;
+  ctx->sti_shadow = 0;
+  struct SyncIf {
+    CpuState& st;
+    bt::VcpuContext* ctx;
+    ~SyncIf() { st.rflags = (st.rflags & ~rflags::kIf) | (ctx->sys_rflags & rflags::kIf); }
+  } sync_if{st, ctx};
 
   static thread_local uint32_t last_mode_key = 0;
   static thread_local uint64_t last_cs_base = ~0ull;
@@ -595,6 +614,11 @@ Exit BtCpu::Run(bool single_step) {
     ctx->exit_reason = 0;
     reinterpret_cast<EnterFn>(im.runtime.enter)(block->host);
     im.stats.exits++;
+    if (ctx->sti_shadow) {
+      // An inline STI left for a pending interrupt: one more instruction runs first.
+      ctx->sti_shadow = 0;
+      st.interrupt_shadow = true;
+    }
     im.current_block = nullptr;
     uint64_t reason = ctx->exit_reason;
     if (reason != bt::kExitException) st.rip = ctx->lookup_rip;

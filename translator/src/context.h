@@ -57,6 +57,16 @@ struct alignas(64) VcpuContext {
   uint64_t tlb_index_mask = (kTlbEntries - 1) << 12;  // PEXT mask: page number bits
   uint64_t jc_index_mask = kJumpCacheEntries - 1;     // PEXT mask: low bits of the target
   uint64_t page_hi_mask = ~(uint64_t{4096} - 1);      // PEXT mask: nonzero iff off-page
+  uint64_t host_live_mask = rflags::kHostLive;        // PEXT/PDEP mask: flags in host RFLAGS
+  // The guest RFLAGS bits that do not live in the host RFLAGS, as PUSHF stores them (fixed bit
+  // 1 set, RF and VM clear). Inline CLI/STI write IF here (byte 1); BtCpu::Run copies it from
+  // and IF back to CpuState::rflags around translated code.
+  uint64_t sys_rflags = 0;
+  // Nonzero when the vCPU has an interrupt waiting for IF (BtCpu::SetInterruptPending): an
+  // inline STI then leaves translated code with `sti_shadow` set so the interrupt is taken
+  // after the instruction following STI.
+  uint64_t irq_pending = 0;
+  uint64_t sti_shadow = 0;
   // XSAVE components guest state may use: x87, SSE, AVX, AVX-512 (never AMX or PKRU, whose
   // state is not in CpuState::xsave), intersected with the host XCR0.
   uint64_t xsave_mask = 0xE7;

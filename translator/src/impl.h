@@ -26,10 +26,15 @@ struct TransMode {
   uint8_t view = kTlbSupervisor;
   bool add_seg_base = false;  // DS/ES/SS bases must be added (real mode, non-flat segments)
   bool single_step = false;
+  // CLI/STI/PUSHF run inline: not virtual-8086 mode and CPL <= IOPL (or real mode). IOPL and
+  // NT are then part of the mode, so inline CLI/STI can store byte 1 of RFLAGS as a constant.
+  bool sys_inline = false;
+  uint8_t iopl = 0;
+  bool nt = false;
 
   uint32_t Pack() const {
     return code_bits | (stack_bits << 8) | (view << 16) | (add_seg_base << 20) |
-           (single_step << 21);
+           (single_step << 21) | (sys_inline << 22) | (iopl << 23) | (nt << 25);
   }
 };
 

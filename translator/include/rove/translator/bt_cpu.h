@@ -46,6 +46,10 @@ class BtCpu : public TranslationControl {
   // Thread-safe: the running (or next) Run() returns kRequest at the next block boundary.
   void RequestExit();
   void ClearExitRequest();
+  // The vCPU loop says before each Run() whether an interrupt is waiting for IF=1: an STI
+  // executed inline by translated code then leaves Run() (kRequest, interrupt shadow set) so
+  // the interrupt is taken after the instruction that follows STI, as on hardware.
+  void SetInterruptPending(bool pending);
 
   void FlushTlb(bool include_global) override;
   void FlushTlbPage(uint64_t linear) override;
