@@ -244,6 +244,8 @@ StopInfo Vcpu::Run(uint64_t max_guest_exits) {
     // RFLAGS.TF: run one instruction at a time and trap (#DB, DR6.BS) after each translated
     // one that completes.
     const bool trap_flag = (st.rflags & rflags::kTf) != 0;
+    im.bt.SetInterruptPending(im.interrupts && !(st.rflags & rflags::kIf) &&
+                              im.interrupts->HasInterrupt(im.cpu_index));
     Exit exit = im.bt.Run(shadow || trap_flag);
     EmulationResult result;
     bool completed = false;
