@@ -1,7 +1,10 @@
 // rove command line.
 //
 //   rove run --kernel FILE [--initrd FILE] [--append TEXT] [--mem MiB] [--cpus N]
-//            [--accel bt] [--serial stdio|file:PATH] [--stats]
+//            [--accel bt|kvm|auto] [--serial stdio|file:PATH] [--stats]
+//
+// --accel kvm runs the same machine on /dev/kvm ($ROVE_KVM_DEVICE overrides the path); auto
+// times a tiny guest loop on both and picks the faster, printing one "accel:" line on stderr.
 //
 // The machine is a PC (engine/include/rove/engine/machine.h): PIC, PIT, local and I/O APIC,
 // 16550 UART console, CMOS, i8042, PCI host bridge, ACPI power-off and reset, fw_cfg, and the
@@ -43,7 +46,8 @@ int main(int argc, char** argv) {
   run->add_option("--append", append, "Kernel command line");
   run->add_option("--mem", mem_mib, "Guest RAM in MiB")->check(CLI::Range(16, 65536));
   run->add_option("--cpus", cpus, "Number of vCPUs")->check(CLI::Range(1, 64));
-  run->add_option("--accel", accel, "Accelerator")->check(CLI::IsMember({"bt"}));
+  run->add_option("--accel", accel, "Accelerator: bt, kvm, or auto (the faster, measured)")
+      ->check(CLI::IsMember({"bt", "kvm", "auto"}));
   run->add_option("--serial", serial, "Console: stdio or file:PATH");
   run->add_flag("--stats", stats, "Print execution statistics on exit");
   CLI11_PARSE(app, argc, argv);
@@ -67,6 +71,13 @@ int main(int argc, char** argv) {
     config.kernel_path = kernel;
     config.initrd_path = initrd;
     config.cmdline = append;
+    if (accel == "auto") {
+      const rove::AccelChoice choice = rove::ChooseAccelerator();
+      fmt::print(stderr, "{}\n", choice.summary);
+      config.accel = choice.kind;
+    } else {
+      config.accel = *rove::ParseAccelName(accel);
+    }
     config.serial_output = [out](uint8_t byte) {
       std::fputc(byte, out);
       if (byte == '\n') std::fflush(out);
@@ -86,10 +97,10 @@ int main(int argc, char** argv) {
       fmt::print(stderr,
                  "stats: blocks translated {}, guest instructions translated {}, cache flushes {},"
                  " emulated instructions {}, exceptions {}, interrupts {}, soft-TLB misses {},"
-                 " unclaimed port accesses {}, unclaimed MMIO accesses {}\n",
+                 " unclaimed port accesses {}, unclaimed MMIO accesses {}, KVM exits {}\n",
                  s.cpu.blocks_translated, s.cpu.instructions_translated, s.cpu.code_flushes,
                  s.cpu.emulated_instructions, s.cpu.exceptions, s.cpu.interrupts, s.cpu.tlb_misses,
-                 s.unclaimed_pio, s.unclaimed_mmio);
+                 s.unclaimed_pio, s.unclaimed_mmio, s.cpu.kvm_exits);
       std::string kinds;
       for (size_t i = 0; i < s.emulated_by_kind.size() && i < 12; ++i)
         kinds += fmt::format("{}{} {}", i ? ", " : "", s.emulated_by_kind[i].first,
@@ -117,6 +128,9 @@ int main(int argc, char** argv) {
         return 130;
     }
     return 4;
+  } catch (const rove::KvmUnavailable& e) {
+    fmt::print(stderr, "rove: --accel kvm: {}\n", e.what());
+    return 2;
   } catch (const std::exception& e) {
     fmt::print(stderr, "rove: {}\n", e.what());
     return 2;

@@ -149,6 +149,7 @@ struct Machine::Impl {
   std::unique_ptr<BusPorts> ports;
   std::unique_ptr<PcDevices> pc;
   std::unique_ptr<MmioRouter> mmio_router;
+  std::unique_ptr<KvmVm> kvm;  // outlives the vCPUs
   std::vector<std::unique_ptr<Vcpu>> vcpus;
   std::vector<std::unique_ptr<ApicHooks>> hooks;
   std::string summary;
@@ -218,6 +219,12 @@ Machine::Machine(const MachineConfig& config) : impl_(std::make_unique<Impl>()) 
   for (unsigned i = 0; i < config.cpus; ++i) {
     im.hooks.push_back(std::make_unique<ApicHooks>(im.pc->lapic(i), *im.vcpus[i]));
     im.vcpus[i]->AttachPlatform(&im.pc->interrupts(), i, im.hooks[i].get());
+  }
+
+  if (config.accel == AccelKind::kKvm) {
+    im.kvm = KvmVm::Create(*im.memory,
+                           config.kvm_device.empty() ? DefaultKvmDevice() : config.kvm_device);
+    for (auto& v : im.vcpus) v->SetAccelerator(AccelKind::kKvm, im.kvm.get());
   }
 
   loader::LoadOptions opt;
@@ -291,6 +298,10 @@ MachineResult Machine::Run() {
   return im.result;
 }
 
+AccelKind Machine::accelerator() const {
+  return impl_->vcpus[0]->accelerator();
+}
+
 MachineStats Machine::stats() const {
   MachineStats s;
   for (const auto& v : impl_->vcpus) {
@@ -302,6 +313,7 @@ MachineStats Machine::stats() const {
     s.cpu.emulated_instructions += c.emulated_instructions;
     s.cpu.exceptions += c.exceptions;
     s.cpu.interrupts += c.interrupts;
+    s.cpu.kvm_exits += c.kvm_exits;
   }
   std::map<std::string, uint64_t> by_kind;
   for (const auto& v : impl_->vcpus)

@@ -101,8 +101,25 @@ check "unrecognised kernel gives status 2" $([ $rc = 2 ] && echo 0 || echo 1)
 
 "$ROVE" run --kernel "$WORK/hello.bin" --no-such-flag >/dev/null 2>&1; rc=$?
 check "bad flag is refused" $([ $rc != 0 ] && echo 0 || echo 1)
-"$ROVE" run --kernel "$WORK/hello.bin" --accel kvm >/dev/null 2>&1; rc=$?
-check "unsupported accelerator is refused" $([ $rc != 0 ] && echo 0 || echo 1)
+"$ROVE" run --kernel "$WORK/hello.bin" --accel tcg >/dev/null 2>&1; rc=$?
+check "unknown accelerator is refused" $([ $rc != 0 ] && echo 0 || echo 1)
+
+# Accelerators. ROVE_KVM_DEVICE points rove at another device path (a missing one, a non-KVM one).
+ROVE_KVM_DEVICE=$WORK/no-kvm "$ROVE" run --kernel "$WORK/hello.bin" --accel kvm >/dev/null 2>"$WORK/err"; rc=$?
+check "--accel kvm without KVM exits with status 2" $([ $rc = 2 ] && echo 0 || echo 1)
+check "--accel kvm without KVM says the device does not exist" $(grep -q "no-kvm does not exist" "$WORK/err"; echo $?)
+ROVE_KVM_DEVICE=/dev/null "$ROVE" run --kernel "$WORK/hello.bin" --accel kvm >/dev/null 2>"$WORK/err"; rc=$?
+check "--accel kvm on a non-KVM device exits with status 2" $([ $rc = 2 ] && echo 0 || echo 1)
+check "--accel kvm on a non-KVM device says so" $(grep -q "/dev/null is not a KVM device" "$WORK/err"; echo $?)
+out=$(ROVE_KVM_DEVICE=$WORK/no-kvm "$ROVE" run --kernel "$WORK/hello.bin" --accel auto 2>"$WORK/err"); rc=$?
+check "--accel auto without KVM falls back to bt and boots" $([ $rc = 0 ] && grep -qE "checksum = 0x" <<<"$out" && echo 0 || echo 1)
+check "--accel auto without KVM prints one accel: line naming bt and the reason" \
+  $([ "$(grep -c '^accel:' "$WORK/err")" = 1 ] && grep -q "^accel: bt (kvm unusable: .*no-kvm does not exist" "$WORK/err" && echo 0 || echo 1)
+out=$("$ROVE" run --kernel "$WORK/hello.bin" --accel auto 2>"$WORK/err"); rc=$?
+sed -n 's/^accel:/  (this host) accel:/p' "$WORK/err"
+check "--accel auto boots the demo" $([ $rc = 0 ] && grep -qE "checksum = 0x" <<<"$out" && echo 0 || echo 1)
+check "--accel auto prints exactly one accel: line with its choice and figures" \
+  $([ "$(grep -c '^accel:' "$WORK/err")" = 1 ] && grep -qE "^accel: (bt|kvm) \((calibration: bt [0-9.]+ ns/iter, kvm [0-9.]+ ns/iter|kvm unusable: .+)\)$" "$WORK/err" && echo 0 || echo 1)
 
 echo "$pass passed, $fail failed"
 [ $fail = 0 ]

@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "rove/engine/accelerator.h"
 #include "rove/engine/vcpu.h"
 
 namespace rove {
@@ -21,6 +22,10 @@ struct MachineConfig {
   std::string cmdline;
   // Receives every byte the guest writes to COM1.
   std::function<void(uint8_t)> serial_output;
+  // What runs the vCPUs. kKvm opens `kvm_device` (default: DefaultKvmDevice()); the constructor
+  // throws KvmUnavailable when it cannot be used.
+  AccelKind accel = AccelKind::kBt;
+  std::string kvm_device;
 };
 
 enum class MachineStopReason : uint8_t {
@@ -60,6 +65,7 @@ class Machine {
   // Thread- and signal-safe enough for a SIGINT handler (sets a flag and kicks vCPUs).
   void RequestStop();
   MachineStats stats() const;
+  AccelKind accelerator() const;
   // What the loader loaded, one line.
   const std::string& load_summary() const;
 

@@ -1,5 +1,7 @@
-// One virtual CPU: translated execution (translator) plus the engine's emulation of privileged
-// and sensitive instructions, exceptions and interrupts. Runs on the calling thread.
+// One virtual CPU, run on the calling thread by an accelerator: binary translation (translator
+// plus the engine's emulation of privileged and sensitive instructions, exceptions and
+// interrupts) or KVM. Whenever Run() is not active, state() holds the complete architectural
+// state, whichever accelerator ran it.
 #pragma once
 
 #include <atomic>
@@ -8,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "rove/engine/accelerator.h"
 #include "rove/engine/io_ports.h"
 #include "rove/mmu/guest_memory.h"
 #include "rove/translator/cpu_state.h"
@@ -39,6 +42,7 @@ struct VcpuStats {
   uint64_t emulated_instructions = 0;
   uint64_t exceptions = 0;
   uint64_t interrupts = 0;
+  uint64_t kvm_exits = 0;  // KVM_RUN returns (KVM accelerator)
 };
 
 class Vcpu {
@@ -74,6 +78,13 @@ class Vcpu {
   void SetWaitForStartup(bool wait);
   // INIT (reset to the wait-for-SIPI state) or SIPI (start in real mode at vector * 0x1000).
   void Startup(bool init, uint8_t vector);
+  // Moves the vCPU to another accelerator; only while Run() is not active. The state carries
+  // over (it is in state()); events one accelerator had accepted but not delivered are
+  // delivered first by the next. kKvm needs the machine's KvmVm (the first time); throws
+  // KvmUnavailable when KVM refuses the vCPU.
+  void SetAccelerator(AccelKind kind, KvmVm* vm = nullptr);
+  AccelKind accelerator() const;
+
   const VcpuStats& stats() const;
   // The most often emulated instructions (mnemonic, count), most frequent first.
   std::vector<std::pair<std::string, uint64_t>> EmulatedProfile(size_t top_n) const;
