@@ -34,7 +34,8 @@ if [ $smoke = 0 ]; then
   cmake -S "$repo" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
   ninja -C "$build" rove rove_bench
   echo "bench: build done after $(( $(date +%s) - start )) s"
-  set -- --rove "$build/rove" --rove-bench "$build/bench/rove_bench" "$@"
+  set -- --rove "$build/rove" --rove-bench "$build/bench/rove_bench" \
+    --doc "$repo/docs/PERFORMANCE.md" "$@"
 else
   set -- --engines native,rove-bt "$@"
 fi
