@@ -185,6 +185,7 @@ namespace {
 
 constexpr uint32_t kMachineTag = StateTag("PCDV");
 constexpr uint32_t kVersion1 = 1;
+constexpr uint32_t kPitVersion = 2;  // v2: port 0x61's refresh toggle phase
 
 // Stops the timer thread (waiting for a callback under way) and restarts it when done, so no
 // timer callback runs while the devices are saved or loaded.
@@ -205,8 +206,9 @@ class TimerPause {
 };
 
 template <typename Device>
-void SaveRecord(StateWriter& out, const char (&tag)[5], const Device& device) {
-  const size_t record = out.BeginRecord(StateTag(tag), kVersion1);
+void SaveRecord(StateWriter& out, const char (&tag)[5], const Device& device,
+                uint32_t version = kVersion1) {
+  const size_t record = out.BeginRecord(StateTag(tag), version);
   device.SaveState(out);
   out.EndRecord(record);
 }
@@ -214,8 +216,8 @@ void SaveRecord(StateWriter& out, const char (&tag)[5], const Device& device) {
 // Parses one record into `applies`; nothing is changed yet.
 template <typename Device>
 void ParseRecord(StateReader& in, const char (&tag)[5], Device& device,
-                 std::vector<StateApply>& applies) {
-  StateReader body = in.ReadRecord(StateTag(tag), kVersion1);
+                 std::vector<StateApply>& applies, uint32_t version = kVersion1) {
+  StateReader body = in.ReadRecord(StateTag(tag), version);
   applies.push_back(device.ParseState(body));
   body.ExpectEnd();
 }
@@ -231,7 +233,7 @@ void PcDevices::SaveState(StateWriter& out) const {
   const size_t header = out.BeginRecord(kMachineTag, kVersion1);
   out.U32(s.apic_bus.cpu_count());
   out.EndRecord(header);
-  SaveRecord(out, "PIT ", s.pit);
+  SaveRecord(out, "PIT ", s.pit, kPitVersion);
   SaveRecord(out, "RTC ", s.rtc);
   SaveRecord(out, "UART", s.com1);
   SaveRecord(out, "UART", s.com2);
@@ -264,7 +266,7 @@ void PcDevices::LoadState(StateReader& in) {
   // Every record is parsed and checked before any device changes, so bad input leaves the
   // machine as it was.
   std::vector<StateApply> applies;
-  ParseRecord(in, "PIT ", s.pit, applies);
+  ParseRecord(in, "PIT ", s.pit, applies, kPitVersion);
   ParseRecord(in, "RTC ", s.rtc, applies);
   ParseRecord(in, "UART", s.com1, applies);
   ParseRecord(in, "UART", s.com2, applies);

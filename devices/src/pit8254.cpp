@@ -303,7 +303,8 @@ void Pit8254::Read(unsigned window, uint64_t offset, std::span<uint8_t> data) {
       if (port < 3) v = ReadCounter(unsigned(port), now);  // the control word is write-only
     } else if (window == kPortBWindow && port == 0) {
       v = uint8_t((ch_[2].gate ? 0x01 : 0) | (speaker_enable_ ? 0x02 : 0) | port_b_high_ |
-                  (((now / kRefreshPeriodNs) & 1) ? 0x10 : 0) | (OutAt(ch_[2], now) ? 0x20 : 0));
+                  ((((now + refresh_offset_ns_) / kRefreshPeriodNs) & 1) ? 0x10 : 0) |
+                  (OutAt(ch_[2], now) ? 0x20 : 0));
     }
     data[i] = v;
   }
@@ -359,6 +360,8 @@ void Pit8254::SaveState(StateWriter& out) const {
   out.U64(irq_armed_ ? RemainingNs(next_irq_ns_, now) : 0);
   out.Bool(speaker_enable_);
   out.U8(port_b_high_);
+  // The refresh toggle's phase (v2).
+  out.U64((now + refresh_offset_ns_) % (2 * kRefreshPeriodNs));
 }
 
 StateApply Pit8254::ParseState(StateReader& in) {
@@ -397,6 +400,7 @@ StateApply Pit8254::ParseState(StateReader& in) {
   const bool speaker_enable = in.Bool("speaker enable");
   const uint8_t port_b_high = in.U8("port B bits");
   if (port_b_high & ~0x0C) in.Fail("invalid port B bits");
+  const uint64_t refresh_phase = in.U64Max(2 * kRefreshPeriodNs - 1, "refresh phase ns");
   return [=, this]() mutable {
     std::lock_guard lock(mu_);
     const uint64_t now = clock_.NowNs();
@@ -406,6 +410,8 @@ StateApply Pit8254::ParseState(StateReader& in) {
     }
     speaker_enable_ = speaker_enable;
     port_b_high_ = port_b_high;
+    // Continue the refresh toggle from its saved phase.
+    refresh_offset_ns_ = refresh_phase + 2 * kRefreshPeriodNs - now % (2 * kRefreshPeriodNs);
     irq_armed_ = irq_armed;
     if (irq_armed) {
       next_irq_ns_ = now + irq_remaining;

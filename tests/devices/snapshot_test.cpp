@@ -153,7 +153,7 @@ std::string Observe(Machine& m) {
     put("pit.count.lo", m.In(uint16_t(kPitPort + c)));
     put("pit.count.hi", m.In(uint16_t(kPitPort + c)));
   }
-  put("portb", m.In(kSystemControlBPort) & ~0x10);  // bit 4 is the DRAM refresh clock
+  put("portb", m.In(kSystemControlBPort));
   put("pit.out0", m.pc->pit().output(0));
   // RTC: time, registers, and CMOS memory.
   for (uint8_t i = 0; i < 0x80; ++i) {

@@ -18,9 +18,10 @@
 // first, since loading them sets their lines; then the router and the interrupt controllers,
 // which overwrite their input state with the saved one; the local APICs last):
 //   "PCDV" v1  machine header: u32 vCPU count (must equal the loading machine's)
-//   "PIT " v1  i8254: per channel mode/access/BCD/reload/gate/frozen state, time elapsed since
+//   "PIT " v2  i8254: per channel mode/access/BCD/reload/gate/frozen state, time elapsed since
 //              the count was loaded, write/read/latch state machines; channel 0's next IRQ0
-//              edge as time remaining; port 0x61 bits
+//              edge as time remaining; port 0x61 bits; (v2) the phase of port 0x61's refresh
+//              toggle
 //   "RTC " v1  MC146818: 128 bytes of CMOS RAM/registers, index, NMI mask, time-of-day offset
 //              from host wall time, register C, the time registers frozen by SET, the periodic
 //              rate's phase (time to its next boundary), the lazily set PF flag, the last

@@ -98,7 +98,9 @@ class Pit8254 final : public MultiWindowDevice {
   uint64_t next_irq_ns_ = 0;
   bool irq_armed_ = false;
   bool speaker_enable_ = false;
-  uint8_t port_b_high_ = 0;  // bits 2-3 (parity/channel check enables) as written
+  uint8_t port_b_high_ = 0;
+  uint64_t refresh_offset_ns_ = 0;  // added to the clock for port 0x61's refresh toggle  // bits
+                                    // 2-3 (parity/channel check enables) as written
 };
 
 }  // namespace rove
