@@ -407,7 +407,7 @@ StateApply CmosRtc::ParseState(StateReader& in) {
     last_c_read_second_ = last_second;
     const uint64_t period = PeriodNsLocked();
     periodic_phase_ns_ = period ? (now + to_boundary) % period : 0;
-    last_c_read_ns_ = (pf_pending && period) ? now - std::min(now, period) : now;
+    last_c_read_ns_ = (pf_pending && period) ? now - period : now;  // may wrap: only compared
     UpdateIrqLocked();
     ScheduleLocked();
     if (periodic_due) timers_.Arm(periodic_timer_, now);

@@ -370,7 +370,7 @@ bool LocalApic::WriteRegLocked(uint32_t reg, uint64_t value64, bool x2apic, Acti
         // Keep the current count and continue at the new rate.
         const uint64_t done = uint64_t(timer_initial_ - current) << DivideShift();
         StartTimerLocked(now);
-        timer_start_ns_ = now - std::min(now, TicksToNs(done, config_.bus_hz));
+        timer_start_ns_ = now - TicksToNs(done, config_.bus_hz);  // may wrap: see ElapsedNs
         timer_next_ns_ = timer_start_ns_ + std::max<uint64_t>(PeriodNs(), 1);
         timers_.Arm(timer_id_, timer_next_ns_);
       }

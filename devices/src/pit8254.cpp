@@ -229,7 +229,7 @@ void Pit8254::SetGate2(bool gate, uint64_t now) {
         c.frozen_ticks = Ticks(c, now);
         c.frozen = true;
       } else if (gate && c.frozen) {
-        c.start_ns = now - std::min(now, TicksToNs(c.frozen_ticks, kHz));
+        c.start_ns = now - TicksToNs(c.frozen_ticks, kHz);  // may wrap: see ElapsedNs
         c.frozen = false;
       }
       break;

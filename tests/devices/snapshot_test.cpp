@@ -364,6 +364,31 @@ TEST(SnapshotTest, SavingTheLoadedMachineGivesTheSameBytes) {
   EXPECT_EQ(t.b->Save(), t.a->Save());
 }
 
+TEST(SnapshotTest, LongRunningMachineLoadedOnAYoungerClock) {
+  // A ran for 100 s (PIT channel 1, the PM timer and a periodic local APIC timer counted all
+  // along); B's clock is at 1 s, so their start times re-based on B's clock lie before its
+  // epoch.
+  auto a = std::make_unique<Machine>(2, kStartB, kWall);
+  a->LapicWrite(0, LocalApic::kRegSvr, 0x1FF);
+  a->LapicWrite(0, LocalApic::kRegTimerDivide, 0xA);  // divide by 128
+  a->LapicWrite(0, LocalApic::kRegLvtTimer, LocalApic::kTimerPeriodic | 0x30);
+  a->LapicWrite(0, LocalApic::kRegTimerInitial, 0xFFFFFFFF);  // a 550 s period
+  for (int i = 0; i < 100; ++i) a->Step(1'000'000'000);
+  Exercise(*a);
+  const std::vector<uint8_t> snapshot = a->Save();
+  Machine b(2, kStartB, a->clock.WallNs());
+  b.Load(snapshot);
+  a->events.clear();
+  b.events.clear();
+  EXPECT_EQ(b.Save(), snapshot);
+  EXPECT_EQ(Observe(*a), Observe(b));
+  for (int i = 0; i < 40; ++i) {
+    a->Step(1'234'567);
+    b.Step(1'234'567);
+    ASSERT_EQ(Observe(*a), Observe(b)) << "step " << i;
+  }
+}
+
 TEST(SnapshotTest, TimersKeepTheirRemainingTime) {
   // A: a local APIC one-shot of 10 ms, 4 ms elapsed at save. B must fire it 6 ms after load,
   // not earlier, not later, however long the VM was paused.
