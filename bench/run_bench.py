@@ -337,6 +337,17 @@ def calibrate(engine, rove, work, timeout):
             "iterations": outer * 1000000}
 
 
+def source_commit():
+    """The commit measured: git's HEAD, or ROVE_COMMIT for a tree exported without .git."""
+    r = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], capture_output=True,
+                       text=True)
+    dirty = subprocess.run(["git", "-C", REPO, "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True)
+    if r.returncode == 0:
+        return r.stdout.strip() + (" (with uncommitted changes)" if dirty.stdout.strip() else "")
+    return os.environ.get("ROVE_COMMIT", "unknown")
+
+
 def kvm_usable():
     try:
         fd = os.open("/dev/kvm", os.O_RDWR)
@@ -402,7 +413,7 @@ def fmt_cell(s):
 def build_report(doc):
     engines = doc["engines"]
     md = [f"# rove benchmark {doc['date']} on {doc['host']}", ""]
-    md.append(f"{doc['machine']}; load average at start {doc['load_start']}, at end "
+    md.append(f"Commit {doc.get('commit', 'unknown')}. {doc['machine']}; load average at start {doc['load_start']}, at end "
               f"{doc['load_end']}. Kernel `{doc['kernel']}`, command line `{CMDLINE}`, "
               f"{doc['mem_mib']} MiB. Each cell: median (min-max) of {doc['reps']} runs inside one "
               f"boot; guest timing by clock_gettime(CLOCK_MONOTONIC), clocksource per engine "
@@ -596,6 +607,7 @@ def main():
            "machine": f"{cpu_model}, {os.cpu_count()} CPUs", "cmdline": CMDLINE,
            "kernel": open(kernel + ".package").read().strip()
            if os.path.exists(kernel + ".package") else kernel,
+           "commit": source_commit(),
            "load_start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
            "engines": engines, "calibration": {}, "boot": [], "clock_check": []}
 
