@@ -2,9 +2,12 @@
 // and one host thread per vCPU.
 #include "rove/engine/machine.h"
 
+#include <fmt/core.h>
+
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <stdexcept>
@@ -13,6 +16,7 @@
 
 #include "rove/devices/bus.h"
 #include "rove/devices/device_manager.h"
+#include "rove/devices/device_state.h"
 #include "rove/engine/cpu_model.h"
 #include "rove/engine/guest_clock.h"
 #include "rove/engine/io_ports.h"
@@ -20,6 +24,7 @@
 #include "rove/engine/loader/kernel_loader.h"
 #include "rove/engine/msr.h"
 #include "rove/engine/platform_hooks.h"
+#include "rove/engine/snapshot.h"
 #include "rove/mmu/guest_memory.h"
 
 namespace rove {
@@ -159,6 +164,51 @@ struct Machine::Impl {
   bool finished = false;
   MachineResult result;
 
+  // Pausing the running vCPU threads (accelerator switches, snapshots).
+  std::mutex pause_mu;
+  std::condition_variable pause_cv;
+  bool run_active = false;
+  bool pause_requested = false;
+  size_t running_threads = 0;
+  size_t parked = 0;
+  std::mutex control_mu;  // one pause at a time
+
+  bool IsFinished() {
+    std::lock_guard lock(mu);
+    return finished;
+  }
+
+  // Stops every vCPU thread at an instruction boundary (no-op when the machine is not running).
+  void Pause() {
+    std::unique_lock lock(pause_mu);
+    if (!run_active) return;
+    pause_requested = true;
+    lock.unlock();
+    for (auto& v : vcpus) v->RequestStop();
+    lock.lock();
+    pause_cv.wait(lock, [&] { return parked == running_threads; });
+  }
+  void Resume() {
+    {
+      std::lock_guard lock(pause_mu);
+      pause_requested = false;
+    }
+    pause_cv.notify_all();
+  }
+  // In a vCPU thread whose Run() returned kStopRequested: parks while paused. Returns true if
+  // the vCPU should run again: every stop that is not a pause goes through Finish(), and a
+  // stop request left over from a pause that found this vCPU already parked is not one.
+  bool ParkIfPaused() {
+    std::unique_lock lock(pause_mu);
+    if (IsFinished()) return false;
+    if (!pause_requested) return true;
+    ++parked;
+    pause_cv.notify_all();
+    pause_cv.wait(lock, [&] { return !pause_requested; });
+    --parked;
+    return !IsFinished();
+  }
+
   void Finish(MachineStopReason reason, int status, std::string message) {
     {
       std::lock_guard lock(mu);
@@ -266,14 +316,26 @@ MachineResult Machine::Run() {
   Impl& im = *impl_;
   std::vector<std::thread> threads;
   std::vector<StopInfo> stops(im.vcpus.size());
+  {
+    std::lock_guard lock(im.pause_mu);
+    im.run_active = true;
+    im.running_threads = im.vcpus.size();
+  }
   for (size_t i = 0; i < im.vcpus.size(); ++i) {
     threads.emplace_back([&im, &stops, i] {
       MmioRouter::CurrentCpu() = static_cast<unsigned>(i);
       try {
-        stops[i] = im.vcpus[i]->Run();
+        do {
+          stops[i] = im.vcpus[i]->Run();
+        } while (stops[i].reason == StopReason::kStopRequested && im.ParkIfPaused());
       } catch (const std::exception& e) {
         stops[i] = StopInfo{StopReason::kShutdown, std::string("internal error: ") + e.what()};
       }
+      {
+        std::lock_guard lock(im.pause_mu);
+        --im.running_threads;
+      }
+      im.pause_cv.notify_all();
       switch (stops[i].reason) {
         case StopReason::kShutdown:
           im.Finish(MachineStopReason::kTripleFault, 0, stops[i].message);
@@ -290,12 +352,171 @@ MachineResult Machine::Run() {
     });
   }
   for (auto& t : threads) t.join();
+  {
+    std::lock_guard lock(im.pause_mu);
+    im.run_active = false;
+  }
   std::lock_guard lock(im.mu);
   if (!im.finished) {
     im.finished = true;
     im.result.reason = MachineStopReason::kStopped;
   }
   return im.result;
+}
+
+void Machine::SwitchAccelerator(AccelKind kind) {
+  Impl& im = *impl_;
+  std::lock_guard control(im.control_mu);
+  im.Pause();
+  try {
+    if (kind == AccelKind::kKvm && !im.kvm)
+      im.kvm = KvmVm::Create(
+          *im.memory, im.config.kvm_device.empty() ? DefaultKvmDevice() : im.config.kvm_device);
+    for (auto& v : im.vcpus) v->SetAccelerator(kind, im.kvm.get());
+  } catch (...) {
+    for (auto& v : im.vcpus) v->SetAccelerator(AccelKind::kBt);
+    im.Resume();
+    throw;
+  }
+  im.Resume();
+}
+
+namespace {
+
+constexpr uint32_t kMachineSection = StateTag("MACH");
+constexpr uint32_t kCpusSection = StateTag("CPUS");
+constexpr uint32_t kDevicesSection = StateTag("DEVS");
+constexpr uint32_t kRamSection = StateTag("RAM ");
+constexpr uint64_t kRamEnd = ~0ull;
+
+// The RAM ranges of a GuestMemory: below the PCI hole, then from 4 GiB.
+std::vector<std::pair<uint64_t, uint64_t>> RamRanges(const GuestMemory& memory) {
+  const uint64_t low = std::min(memory.ram_size(), kLowRamLimit);
+  std::vector<std::pair<uint64_t, uint64_t>> ranges{{0, low}};
+  if (memory.ram_size() > low) ranges.push_back({kHighRamStart, memory.ram_size() - low});
+  return ranges;
+}
+
+bool ZeroPage(const uint8_t* p) {
+  static const uint8_t zero[kPageSize] = {};
+  return std::memcmp(p, zero, kPageSize) == 0;
+}
+
+}  // namespace
+
+std::vector<uint8_t> Machine::SaveSnapshot() {
+  Impl& im = *impl_;
+  std::lock_guard control(im.control_mu);
+  im.Pause();
+  std::vector<SnapshotSection> sections;
+  try {
+    StateWriter mach;
+    mach.U64(im.config.ram_bytes);
+    mach.U32(static_cast<uint32_t>(im.vcpus.size()));
+    mach.U8(static_cast<uint8_t>(im.vcpus[0]->accelerator()));
+    sections.push_back({kMachineSection, 1, mach.Take()});
+
+    StateWriter cpus;
+    for (auto& v : im.vcpus) v->SaveState(cpus);
+    sections.push_back({kCpusSection, 1, cpus.Take()});
+
+    StateWriter devs;
+    im.pc->SaveState(devs);
+    sections.push_back({kDevicesSection, 1, devs.Take()});
+
+    // RAM: every page that is not all zeros, as (gpa, 4 KiB), then kRamEnd.
+    StateWriter ram;
+    ram.U64(im.memory->ram_size());
+    for (const auto& [base, size] : RamRanges(*im.memory)) {
+      for (uint64_t gpa = base; gpa < base + size; gpa += kPageSize) {
+        const uint8_t* page = im.memory->host_base() + gpa;
+        if (ZeroPage(page)) continue;
+        ram.U64(gpa);
+        ram.Bytes(page, kPageSize);
+      }
+    }
+    ram.U64(kRamEnd);
+    sections.push_back({kRamSection, 1, ram.Take()});
+  } catch (...) {
+    im.Resume();
+    throw;
+  }
+  im.Resume();
+  return EncodeSnapshot(sections);
+}
+
+void Machine::LoadSnapshot(std::span<const uint8_t> snapshot) {
+  Impl& im = *impl_;
+  std::lock_guard control(im.control_mu);
+  {
+    std::lock_guard lock(im.pause_mu);
+    if (im.run_active) throw std::logic_error("Machine::LoadSnapshot while the machine runs");
+  }
+  const std::vector<SnapshotSection> sections = DecodeSnapshot(snapshot);
+  const uint32_t expected[] = {kMachineSection, kCpusSection, kDevicesSection, kRamSection};
+  if (sections.size() != std::size(expected))
+    throw SnapshotError(
+        fmt::format("snapshot has {} sections, expected {}", sections.size(), std::size(expected)));
+  for (size_t i = 0; i < sections.size(); ++i) {
+    if (sections[i].tag != expected[i])
+      throw SnapshotError(fmt::format("snapshot section {} is '{}', expected '{}'", i + 1,
+                                      StateTagName(sections[i].tag), StateTagName(expected[i])));
+    if (sections[i].version != 1)
+      throw SnapshotError(fmt::format("snapshot section '{}' has version {}, this rove reads 1",
+                                      StateTagName(sections[i].tag), sections[i].version));
+  }
+  try {
+    StateReader mach(sections[0].payload, "MACH");
+    const uint64_t ram_bytes = mach.U64("RAM size");
+    const uint32_t cpus = mach.U32("vCPU count");
+    mach.U8Max(1, "accelerator");
+    mach.ExpectEnd();
+    if (ram_bytes != im.config.ram_bytes || cpus != im.vcpus.size())
+      throw SnapshotError(fmt::format(
+          "snapshot is of a machine with {} MiB and {} vCPUs; this one has {} MiB and {}",
+          ram_bytes >> 20, cpus, im.config.ram_bytes >> 20, im.vcpus.size()));
+
+    // Parse RAM completely before changing anything.
+    StateReader ram(sections[3].payload, "RAM ");
+    if (ram.U64("RAM size") != im.memory->ram_size())
+      throw SnapshotError("snapshot RAM size does not match the machine's");
+    std::vector<std::pair<uint64_t, size_t>> pages;  // gpa, offset of its bytes in the payload
+    uint64_t previous = 0;
+    for (;;) {
+      const uint64_t gpa = ram.U64("page address");
+      if (gpa == kRamEnd) break;
+      if ((gpa & (kPageSize - 1)) || !im.memory->IsRam(gpa) || (!pages.empty() && gpa <= previous))
+        ram.Fail(fmt::format("invalid page address {:#x}", gpa));
+      pages.emplace_back(gpa, ram.offset());
+      uint8_t skip[kPageSize];
+      ram.Bytes(skip, kPageSize, "page contents");
+      previous = gpa;
+    }
+    ram.ExpectEnd();
+
+    // RAM, then the vCPUs (loading one drops its translations of the old RAM) and devices
+    // (each parses its input completely before applying it).
+    for (const auto& [base, size] : RamRanges(*im.memory))
+      std::memset(im.memory->host_base() + base, 0, size);
+    for (const auto& [gpa, offset] : pages)
+      std::memcpy(im.memory->host_base() + gpa, sections[3].payload.data() + offset, kPageSize);
+    StateReader cpus_in(sections[1].payload, "CPUS");
+    for (auto& v : im.vcpus) v->LoadState(cpus_in);
+    cpus_in.ExpectEnd();
+    StateReader devs(sections[2].payload, "DEVS");
+    im.pc->LoadState(devs);
+  } catch (const StateError& e) {
+    throw SnapshotError(std::string("bad snapshot: ") + e.what());
+  }
+}
+
+void Machine::SaveSnapshotFile(const std::string& path) {
+  const std::vector<uint8_t> bytes = SaveSnapshot();
+  WriteSnapshotFile(path, bytes);
+}
+
+void Machine::LoadSnapshotFile(const std::string& path) {
+  LoadSnapshot(ReadSnapshotFile(path));
 }
 
 AccelKind Machine::accelerator() const {

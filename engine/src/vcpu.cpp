@@ -9,6 +9,8 @@
 #include "accel/bt_accelerator.h"
 #include "accel/kvm_accelerator.h"
 #include "accel/vcpu_core.h"
+#include "rove/devices/device_state.h"
+#include "rove/engine/snapshot.h"
 
 namespace rove {
 
@@ -110,6 +112,64 @@ void Vcpu::SetAccelerator(AccelKind kind, KvmVm* vm) {
 
 AccelKind Vcpu::accelerator() const {
   return impl_->active->kind();
+}
+
+namespace {
+constexpr uint32_t kVcpuRecord = StateTag("VCPU");
+constexpr uint32_t kVcpuRecordVersion = 1;
+}  // namespace
+
+void Vcpu::SaveState(StateWriter& out) const {
+  if (impl_->running.load()) throw std::logic_error("Vcpu::SaveState while the vCPU is running");
+  VcpuCore& core = impl_->core;
+  std::lock_guard lock(core.mu);
+  const size_t record = out.BeginRecord(kVcpuRecord, kVcpuRecordVersion);
+  WriteCpuState(out, core.state, core.clock.ReadTsc(core.state));
+  out.Bool(core.waiting_for_sipi);
+  out.Bool(core.pending_init);
+  out.U32(static_cast<uint32_t>(core.pending_sipi));  // -1: none
+  out.U32(static_cast<uint32_t>(core.pending_external_vector));
+  out.Bool(core.pending_exception.has_value());
+  const GuestException e = core.pending_exception.value_or(GuestException{});
+  out.U8(e.vector);
+  out.Bool(e.has_error_code);
+  out.U32(e.error_code);
+  out.U64(e.cr2);
+  out.EndRecord(record);
+}
+
+void Vcpu::LoadState(StateReader& in) {
+  if (impl_->running.load()) throw std::logic_error("Vcpu::LoadState while the vCPU is running");
+  StateReader r = in.ReadRecord(kVcpuRecord, kVcpuRecordVersion);
+  CpuState state;
+  uint64_t guest_tsc = 0;
+  ReadCpuState(r, state, guest_tsc);
+  const bool waiting_for_sipi = r.Bool("waiting for SIPI");
+  const bool pending_init = r.Bool("pending INIT");
+  const auto pending_sipi = static_cast<int32_t>(r.U32("pending SIPI"));
+  const auto pending_vector = static_cast<int32_t>(r.U32("pending external vector"));
+  if (pending_sipi < -1 || pending_sipi > 255) r.Fail("invalid pending SIPI vector");
+  if (pending_vector < -1 || pending_vector > 255) r.Fail("invalid pending interrupt vector");
+  const bool has_exception = r.Bool("pending exception");
+  GuestException e;
+  e.vector = r.U8Max(31, "pending exception vector");
+  e.has_error_code = r.Bool("pending exception error code flag");
+  e.error_code = r.U32("pending exception error code");
+  e.cr2 = r.U64("pending exception CR2");
+  r.ExpectEnd();
+
+  VcpuCore& core = impl_->core;
+  std::lock_guard lock(core.mu);
+  core.state = state;
+  core.clock.WriteTsc(core.state, guest_tsc);  // continue the TSC on this machine's clock
+  core.waiting_for_sipi = waiting_for_sipi;
+  core.pending_init = pending_init;
+  core.pending_sipi = pending_sipi;
+  core.pending_external_vector = pending_vector;
+  core.pending_exception.reset();
+  if (has_exception) core.pending_exception = e;
+  // Guest memory was replaced underneath any translations.
+  impl_->active->TakeOver();
 }
 
 const VcpuStats& Vcpu::stats() const {

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -66,6 +67,20 @@ class Machine {
   void RequestStop();
   MachineStats stats() const;
   AccelKind accelerator() const;
+
+  // Thread-safe, while Run() is active on another thread (or before it): stops every vCPU at
+  // an instruction boundary, moves them all to `kind` and lets them continue; the guest does not
+  // notice. Throws KvmUnavailable (the machine keeps running on its accelerator).
+  void SwitchAccelerator(AccelKind kind);
+
+  // Snapshots (docs/SNAPSHOT.md). Save may be called while Run() is active (the vCPUs are
+  // paused for it) or not. Load is for a machine built with the same configuration (RAM, vCPU
+  // count) that is not running; it throws SnapshotError (or StateError) on a bad or mismatched
+  // snapshot. A failed load can leave the machine partly loaded: discard it.
+  std::vector<uint8_t> SaveSnapshot();
+  void LoadSnapshot(std::span<const uint8_t> snapshot);
+  void SaveSnapshotFile(const std::string& path);
+  void LoadSnapshotFile(const std::string& path);
   // What the loader loaded, one line.
   const std::string& load_summary() const;
 

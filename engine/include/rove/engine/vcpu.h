@@ -18,6 +18,8 @@
 namespace rove {
 
 class VcpuInterrupts;
+class StateWriter;
+class StateReader;
 class PlatformHooks;
 class GuestClock;
 
@@ -84,6 +86,12 @@ class Vcpu {
   // KvmUnavailable when KVM refuses the vCPU.
   void SetAccelerator(AccelKind kind, KvmVm* vm = nullptr);
   AccelKind accelerator() const;
+
+  // Snapshot of this vCPU (state(), the guest TSC, INIT/SIPI state, events accepted but not
+  // delivered) as one "VCPU" record; only while Run() is not active. LoadState throws
+  // StateError on malformed input and then leaves the vCPU unchanged.
+  void SaveState(StateWriter& out) const;
+  void LoadState(StateReader& in);
 
   const VcpuStats& stats() const;
   // The most often emulated instructions (mnemonic, count), most frequent first.
