@@ -197,6 +197,7 @@ bt::TransMode BtCpu::Impl::CurrentMode() const {
 }
 
 void BtCpu::Impl::FlushJumpCache() {
+  jump_cache_pages.reset();
   for (auto& jc : ctx->jump_cache) {
     for (uint64_t i = 0; i < bt::kJumpCacheEntries; ++i) {
       jc.neg_rip[i] = 0;  // matches only RIP 0, whose "hit" lands on the miss routine
@@ -217,6 +218,7 @@ void BtCpu::Impl::InvalidateTlbEntry(TlbSet& set, uint64_t idx) {
 }
 
 void BtCpu::Impl::FlushSoftTlb(bool include_global) {
+  FlushFetchCache();
   for (auto& set : ctx->tlb.set) {
     for (uint64_t i = 0; i < kTlbEntries; ++i) {
       if (!include_global && set.global[i] && set.entry[i].read_neg_tag != kTlbInvalidTag) continue;
@@ -264,6 +266,7 @@ void BtCpu::Impl::FlushCache() {
   blocks_by_page.clear();
   blocks_by_host.clear();
   block_storage.clear();
+  for (auto& e : lookup_cache) e.block = nullptr;
   current_block = nullptr;
   cache_used = runtime.size;
   FlushJumpCache();
@@ -457,6 +460,7 @@ void BtCpu::Impl::DrainRemote() {
 
 void BtCpu::Impl::RegisterBlock(const bt::BlockKey& key, bt::Block* block) {
   blocks.emplace(key, block);
+  lookup_cache[LookupIndex(key.linear)] = {key, block};
   blocks_by_host.emplace(reinterpret_cast<uintptr_t>(block->host), block);
   for (uint64_t page : block->phys_page) {
     if (page == ~0ull) continue;
@@ -503,7 +507,10 @@ void BtCpu::FlushTlbPage(uint64_t linear) {
     if (e.read_neg_tag == 0 - page || e.write_neg_tag == 0 - page)
       impl_->InvalidateTlbEntry(set, idx);
   }
-  impl_->FlushJumpCache();
+  Impl::FetchEntry& f = impl_->fetch_cache[(page >> 12) % Impl::kFetchEntries];
+  if ((f.tag & kPageMask) == page) f.tag = ~0ull;
+  // Jump-cache entries lead to blocks by linear RIP: only a page they may point into matters.
+  if (impl_->jump_cache_pages.test(Impl::JumpCachePageBit(page))) impl_->FlushJumpCache();
 }
 
 void BtCpu::FlushTranslations() {
@@ -566,23 +573,36 @@ Exit BtCpu::Run(bool single_step) {
     uint64_t phys = linear;
     PagingRegs regs = im.Paging();
     if (PagingEnabled(regs)) {
-      WalkRequest req;
-      req.linear = linear;
-      req.access = Access::kExecute;
-      req.user = mode.view == kTlbUser;
-      WalkResult w = WalkPageTables(im.memory, regs, req);
-      if (!w.ok) {
-        exit.reason = ExitReason::kException;
-        exit.exception = GuestException{kPf, true, w.error_code, linear};
-        break;
+      const bool user = mode.view == kTlbUser;
+      const uint64_t tag = (linear & kPageMask) | (user ? 1 : 0);
+      Impl::FetchEntry& fe = im.fetch_cache[(linear >> 12) % Impl::kFetchEntries];
+      if (fe.tag == tag) {
+        phys = fe.phys_page | (linear & (kPageSize - 1));
+      } else {
+        WalkRequest req;
+        req.linear = linear;
+        req.access = Access::kExecute;
+        req.user = user;
+        WalkResult w = WalkPageTables(im.memory, regs, req);
+        if (!w.ok) {
+          exit.reason = ExitReason::kException;
+          exit.exception = GuestException{kPf, true, w.error_code, linear};
+          break;
+        }
+        phys = w.phys;
+        fe.tag = tag;
+        fe.phys_page = phys & kPageMask;
       }
-      phys = w.phys;
     }
     bt::BlockKey key{linear, st.seg[kCs].base, phys & kPageMask, mode.Pack()};
     bt::Block* block = nullptr;
-    auto found = im.blocks.find(key);
-    if (found != im.blocks.end()) {
+    Impl::LookupEntry& le = im.lookup_cache[Impl::LookupIndex(linear)];
+    auto found = im.blocks.end();
+    if (le.block && le.key == key && le.block->valid) {
+      block = le.block;
+    } else if ((found = im.blocks.find(key)) != im.blocks.end()) {
       block = found->second;
+      le = {key, block};
     } else {
       GuestException fault;
       block = im.Translate(mode, linear, phys, &fault);
@@ -607,6 +627,9 @@ Exit BtCpu::Run(bool single_step) {
       uint64_t idx = st.rip & (bt::kJumpCacheEntries - 1);
       jc.neg_rip[idx] = -static_cast<int64_t>(st.rip);
       jc.host[idx] = reinterpret_cast<uint64_t>(block->host);
+      im.jump_cache_pages.set(Impl::JumpCachePageBit(linear));
+      if (block->phys_page[1] != ~0ull)
+        im.jump_cache_pages.set(Impl::JumpCachePageBit(linear + kPageSize));
     }
     im.current_block = block;
     im.current_block_invalidated = false;

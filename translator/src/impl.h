@@ -3,7 +3,9 @@
 
 #include <Zydis/Zydis.h>
 
+#include <array>
 #include <atomic>
+#include <bitset>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -131,6 +133,33 @@ struct BtCpu::Impl {
   std::map<uintptr_t, bt::Block*> blocks_by_host;  // host start -> block (for faults)
   std::vector<std::unique_ptr<bt::Block>> block_storage;
   std::unordered_map<uint64_t, std::vector<bt::Block*>> blocks_by_page;  // phys page -> blocks
+  // Dispatcher caches (Run): instruction-fetch translations (linear page + user bit -> physical
+  // page; dropped with the soft TLB, like a hardware ITLB) and recently looked-up blocks
+  // (checked against the key and Block::valid; cleared when the cache is flushed).
+  struct FetchEntry {
+    uint64_t tag = ~0ull;  // linear page | user
+    uint64_t phys_page = 0;
+  };
+  static constexpr size_t kFetchEntries = 256;
+  std::array<FetchEntry, kFetchEntries> fetch_cache;
+  struct LookupEntry {
+    bt::BlockKey key{};
+    bt::Block* block = nullptr;
+  };
+  static constexpr size_t kLookupEntries = 2048;
+  std::array<LookupEntry, kLookupEntries> lookup_cache;
+  // Linear code pages (hashed) that jump-cache entries may point into: INVLPG of another page
+  // leaves the jump cache alone.
+  std::bitset<4096> jump_cache_pages;
+  static size_t JumpCachePageBit(uint64_t linear) {
+    return static_cast<size_t>(((linear >> 12) * 0x9E3779B97F4A7C15ull) >> 52);
+  }
+  void FlushFetchCache() {
+    for (auto& e : fetch_cache) e.tag = ~0ull;
+  }
+  static size_t LookupIndex(uint64_t linear) {
+    return static_cast<size_t>((linear ^ (linear >> 11)) & (kLookupEntries - 1));
+  }
   bt::Block* current_block = nullptr;  // block whose code is running (for SMC)
   bool current_block_invalidated = false;
 
