@@ -219,10 +219,20 @@ void BtCpu::Impl::InvalidateTlbEntry(TlbSet& set, uint64_t idx) {
 
 void BtCpu::Impl::FlushSoftTlb(bool include_global) {
   FlushFetchCache();
+  const uint64_t guard = reinterpret_cast<uint64_t>(GuardPage());
   for (auto& set : ctx->tlb.set) {
     for (uint64_t i = 0; i < kTlbEntries; ++i) {
-      if (!include_global && set.global[i] && set.entry[i].read_neg_tag != kTlbInvalidTag) continue;
-      InvalidateTlbEntry(set, i);
+      TlbEntry& e = set.entry[i];
+      if (e.read_neg_tag == kTlbInvalidTag && e.write_neg_tag == kTlbInvalidTag &&
+          e.host_page == guard)
+        continue;  // already empty
+      if (!include_global && set.global[i] && e.read_neg_tag != kTlbInvalidTag) continue;
+      e.read_neg_tag = kTlbInvalidTag;
+      e.write_neg_tag = kTlbInvalidTag;
+      e.host_page = guard;
+      e.addend = guard - kTlbInvalidTag;
+      set.phys_page[i] = ~0ull;
+      set.global[i] = 0;
     }
   }
 }
@@ -470,10 +480,11 @@ void BtCpu::Impl::RegisterBlock(const bt::BlockKey& key, bt::Block* block) {
 }
 
 void BtCpu::Impl::MarkCode(uint64_t phys_page) {
-  if (!memory.IsCodePage(phys_page)) {
-    for (BtCpu* peer : peers)
-      if (peer != self) peer->NotifyCodeTranslated(phys_page);
-  }
+  // Already a code page: no write entry for it was filled since it was marked (the slow path
+  // never fills one for a code page) and the peers were told then.
+  if (memory.IsCodePage(phys_page)) return;
+  for (BtCpu* peer : peers)
+    if (peer != self) peer->NotifyCodeTranslated(phys_page);
   memory.MarkCodePage(phys_page);
   FlushSoftTlbForCodePage(phys_page);
 }
