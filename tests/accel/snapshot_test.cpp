@@ -207,6 +207,50 @@ TEST_F(SnapshotTest, CorruptTruncatedAndMismatchedSnapshotsAreRejected) {
   }
 }
 
+// The whole machine moves bt -> kvm -> bt several times while the guest computes; the result is
+// the known one. KVM stints are a few milliseconds (KVM here is software, thousands of times
+// slower).
+TEST_F(SnapshotTest, RunningMachineSwitchesBtKvmBtAndComputesTheKnownResult) {
+  const std::string unusable = KvmUnusableReason();
+  if (!unusable.empty()) GTEST_SKIP() << "KVM not usable here: " << unusable;
+  Machine m(Config(kernel_));
+  MachineResult result;
+  std::thread runner([&] { result = m.Run(); });
+  int kvm_stints = 0, kvm_progressed = 0;
+  for (int i = 0; i < 4; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(40));
+    m.SwitchAccelerator(AccelKind::kKvm);
+    ++kvm_stints;
+    // Snapshots taken on KVM: the loop counter moves while KVM runs the guest.
+    const uint64_t before = FirstCpu(m.SaveSnapshot()).gpr[kRcx];
+    std::this_thread::sleep_for(std::chrono::milliseconds(3));
+    const uint64_t after = FirstCpu(m.SaveSnapshot()).gpr[kRcx];
+    if (after < before) ++kvm_progressed;
+    EXPECT_EQ(m.accelerator(), AccelKind::kKvm);
+    m.SwitchAccelerator(AccelKind::kBt);
+  }
+  runner.join();
+  EXPECT_GE(kvm_progressed, 1) << "the guest never advanced while on KVM";
+  ASSERT_EQ(result.reason, MachineStopReason::kDebugExit) << result.message;
+  EXPECT_EQ(result.exit_status, (0x11 << 1) | 1);
+  EXPECT_EQ(m.accelerator(), AccelKind::kBt);
+  EXPECT_GE(m.stats().cpu.kvm_exits, static_cast<uint64_t>(kvm_stints));
+  uint32_t x = 0;
+  for (uint32_t c = kIterations; c != 0; --c) x = x * 31 + c;
+  const std::vector<uint8_t> ram = SectionPayload(m.SaveSnapshot(), "RAM ");
+  bool found = false;
+  for (size_t pos = 8; pos + 8 + 4096 <= ram.size(); pos += 8 + 4096) {
+    uint64_t gpa = 0;
+    std::memcpy(&gpa, ram.data() + pos, 8);
+    if (gpa != 0x200000) continue;
+    uint32_t stored = 0;
+    std::memcpy(&stored, ram.data() + pos + 8, 4);
+    EXPECT_EQ(stored, x);
+    found = true;
+  }
+  EXPECT_TRUE(found) << "result page missing";
+}
+
 TEST_F(SnapshotTest, SwitchingARunningMachineToUnusableKvmFailsCleanlyAndRunsOn) {
   MachineConfig config = Config(kernel_);
   config.kvm_device = TempPath("no-kvm");
