@@ -90,6 +90,7 @@ StopInfo BtAccelerator::Run(uint64_t max_guest_exits) {
     // RFLAGS.TF: run one instruction at a time and trap (#DB, DR6.BS) after each translated
     // one that completes.
     const bool trap_flag = (st.rflags & rflags::kTf) != 0;
+    bt_.SetInterruptPending(core.interrupts && !(st.rflags & rflags::kIf) &&
                             core.interrupts->HasInterrupt(core.cpu_index));
     Exit exit = bt_.Run(shadow || trap_flag);
     EmulationResult result;
