@@ -4,8 +4,8 @@
 // StateWriter appends fixed-width little-endian values; StateReader reads them back and throws
 // StateError (never crashes, never reads out of bounds) on truncated input or an invalid value.
 // Every read names what it reads, so the error says e.g.
-//   "device state: truncated input reading 'counter 2 reload' in record PIT  (need 4 bytes at
-//    offset 131, 1 left)".
+//   "device state: truncated input reading 'reload' (need 4 bytes at offset 131, 1 left) in
+//    record 'PIT '".
 //
 // Records: a tagged, versioned, length-prefixed block
 //   u32 tag (four ASCII characters, first in the lowest byte), u32 version, u32 payload length,
@@ -16,7 +16,8 @@
 //
 // PcDevices::SaveState writes these records, in this order (devices that drive interrupt lines
 // first, since loading them sets their lines; then the router and the interrupt controllers,
-// which overwrite their input state with the saved one; the local APICs last):
+// which overwrite their input state with the saved one; the local APICs last). LoadState
+// parses and checks all of them before applying any (ParseState), so bad input changes nothing:
 //   "PCDV" v1  machine header: u32 vCPU count (must equal the loading machine's)
 //   "PIT " v2  i8254: per channel mode/access/BCD/reload/gate/frozen state, time elapsed since
 //              the count was loaded, write/read/latch state machines; channel 0's next IRQ0
@@ -52,7 +53,8 @@
 // machine's Clock; loading re-bases them on the loading machine's Clock::NowNs(). A VM paused
 // at save time and resumed after loading continues where it was: timers neither fire early
 // nor get lost. Only the RTC's time of day follows host wall time, as a battery-backed clock
-// does (its guest offset from wall time is what is saved).
+// does (its guest offset from wall time is what is saved). Not kept: the phase of an RTC
+// periodic rate that is disabled at save time (it restarts aligned to the clock when enabled).
 #pragma once
 
 #include <cstddef>
