@@ -132,12 +132,17 @@ uint64_t CmosRtc::PeriodNsLocked() const {
   return uint64_t(kNsPerSecond) / hz;
 }
 
+uint64_t CmosRtc::PhaseLocked(uint64_t period) const {
+  const int64_t p = int64_t(period);
+  return uint64_t((periodic_phase_ns_ % p + p) % p);
+}
+
 uint64_t CmosRtc::PeriodIndexLocked(uint64_t t, uint64_t period) const {
-  return (t + period - periodic_phase_ns_ % period) / period;
+  return (t + period - PhaseLocked(period)) / period;
 }
 
 uint64_t CmosRtc::NextPeriodicLocked(uint64_t t, uint64_t period) const {
-  return PeriodIndexLocked(t, period) * period + periodic_phase_ns_ % period;
+  return PeriodIndexLocked(t, period) * period + PhaseLocked(period);
 }
 
 void CmosRtc::ScheduleLocked() {
@@ -363,9 +368,10 @@ void CmosRtc::SaveState(StateWriter& out) const {
   out.I64(offset_ns_);
   out.U8(reg_c_);
   out.Bytes(frozen_.data(), frozen_.size());
-  // The periodic rate's phase as the time to its next boundary; whether a boundary has passed
-  // since register C was last read (its lazily set PF flag); the last second register C saw.
-  out.U64(period ? NextPeriodicLocked(now, period) - now : 0);
+  // The periodic rate's phase relative to the clock now (v2; kept for any rate, even while it
+  // is off); whether a boundary has passed since register C was last read (its lazily set PF
+  // flag); the last second register C saw.
+  out.I64(periodic_phase_ns_ - int64_t(now));
   out.Bool(period && PeriodIndexLocked(now, period) != PeriodIndexLocked(last_c_read_ns_, period));
   out.I64(last_c_read_second_);
   // A timer that should be armed but is not has its callback under way (waiting for our lock):
@@ -390,7 +396,9 @@ StateApply CmosRtc::ParseState(StateReader& in) {
   const uint8_t reg_c = in.U8("register C");
   std::array<uint8_t, 0x33> frozen;
   in.Bytes(frozen.data(), frozen.size(), "frozen time registers");
-  const uint64_t to_boundary = in.U64Max(kNsPerSecond, "periodic phase ns");
+  const int64_t phase = in.I64("periodic phase ns");
+  if (phase > (int64_t(1) << 62) || phase < -(int64_t(1) << 62))
+    in.Fail("periodic phase out of range");
   const bool pf_pending = in.Bool("periodic flag pending");
   const int64_t last_second = in.I64("last register C second");
   const bool periodic_due = in.Bool("periodic interrupt due");
@@ -406,7 +414,7 @@ StateApply CmosRtc::ParseState(StateReader& in) {
     frozen_ = frozen;
     last_c_read_second_ = last_second;
     const uint64_t period = PeriodNsLocked();
-    periodic_phase_ns_ = period ? (now + to_boundary) % period : 0;
+    periodic_phase_ns_ = int64_t(now) + phase;
     last_c_read_ns_ = (pf_pending && period) ? now - period : now;  // may wrap: only compared
     UpdateIrqLocked();
     ScheduleLocked();

@@ -186,6 +186,7 @@ namespace {
 constexpr uint32_t kMachineTag = StateTag("PCDV");
 constexpr uint32_t kVersion1 = 1;
 constexpr uint32_t kPitVersion = 2;  // v2: port 0x61's refresh toggle phase
+constexpr uint32_t kRtcVersion = 2;  // v2: periodic phase relative to the clock, for any rate
 
 // Stops the timer thread (waiting for a callback under way) and restarts it when done, so no
 // timer callback runs while the devices are saved or loaded.
@@ -234,7 +235,7 @@ void PcDevices::SaveState(StateWriter& out) const {
   out.U32(s.apic_bus.cpu_count());
   out.EndRecord(header);
   SaveRecord(out, "PIT ", s.pit, kPitVersion);
-  SaveRecord(out, "RTC ", s.rtc);
+  SaveRecord(out, "RTC ", s.rtc, kRtcVersion);
   SaveRecord(out, "UART", s.com1);
   SaveRecord(out, "UART", s.com2);
   SaveRecord(out, "KBC ", s.i8042);
@@ -267,7 +268,7 @@ void PcDevices::LoadState(StateReader& in) {
   // machine as it was.
   std::vector<StateApply> applies;
   ParseRecord(in, "PIT ", s.pit, applies, kPitVersion);
-  ParseRecord(in, "RTC ", s.rtc, applies);
+  ParseRecord(in, "RTC ", s.rtc, applies, kRtcVersion);
   ParseRecord(in, "UART", s.com1, applies);
   ParseRecord(in, "UART", s.com2, applies);
   ParseRecord(in, "KBC ", s.i8042, applies);

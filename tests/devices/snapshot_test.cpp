@@ -469,6 +469,36 @@ TEST(SnapshotTest, RtcFrozenBySetBit) {
   EXPECT_EQ(b.In(kCmosPort + 1), 0x13);
 }
 
+TEST(SnapshotTest, RtcPeriodicPhaseSurvivesWhileTheRateIsOff) {
+  // B is loaded from A (its periodic phase is no longer aligned to its clock's origin), turns
+  // the periodic rate off and is saved into C. When both turn it back on, the interrupts come
+  // at the same times.
+  auto rate = [](Machine& m, uint8_t reg_a) {
+    m.Out(kCmosPort, CmosRtc::kRegA);
+    m.Out(kCmosPort + 1, reg_a);
+  };
+  Twins t = MakeTwins(1, [&](Machine& m) {
+    m.Out(kPicSlavePort + 1, 0xFE);  // IRQ8 unmasked on the slave
+    rate(m, 0x29);                   // 128 Hz
+    m.Out(kCmosPort, CmosRtc::kRegB);
+    m.Out(kCmosPort + 1, 0x42);  // periodic interrupt on
+    m.Step(3'000'001);
+  });
+  Machine& b = *t.b;
+  rate(b, 0x20);  // rate select 0: no periodic rate at all
+  b.Step(777'777);
+  Machine c(1, kStartA + 333'333, b.clock.WallNs());
+  c.Load(b.Save());
+  for (Machine* m : {&b, &c}) rate(*m, 0x2A);  // 64 Hz
+  for (int i = 0; i < 100; ++i) {
+    b.Step(250'000);
+    c.Step(250'000);
+    b.Out(kCmosPort, CmosRtc::kRegC);
+    c.Out(kCmosPort, CmosRtc::kRegC);
+    ASSERT_EQ(b.In(kCmosPort + 1), c.In(kCmosPort + 1)) << "step " << i;
+  }
+}
+
 TEST(SnapshotTest, PitGatedOneShotFrozenMidCount) {
   Twins t = MakeTwins(1, [](Machine& m) {
     m.Out(kSystemControlBPort, 0x01);  // gate 2 high

@@ -103,6 +103,7 @@ class CmosRtc final : public BusDevice {
   void UpdateChecksumLocked();
   uint64_t PeriodNsLocked() const;
   // Periodic-rate boundaries are at periodic_phase_ns_ (mod period) on the clock.
+  uint64_t PhaseLocked(uint64_t period) const;
   uint64_t PeriodIndexLocked(uint64_t t, uint64_t period) const;
   uint64_t NextPeriodicLocked(uint64_t t, uint64_t period) const;
   void ScheduleLocked();
@@ -121,7 +122,7 @@ class CmosRtc final : public BusDevice {
   bool nmi_disabled_ = false;
   int64_t offset_ns_ = 0;  // guest time minus host wall time
   uint8_t reg_c_ = 0;
-  uint64_t periodic_phase_ns_ = 0;
+  int64_t periodic_phase_ns_ = 0;       // may be negative after a snapshot load
   uint64_t last_c_read_ns_ = 0;         // monotonic, for lazily set PF
   int64_t last_c_read_second_ = 0;      // guest wall second, for lazily set UF
   std::array<uint8_t, 0x33> frozen_{};  // time registers while SET is on

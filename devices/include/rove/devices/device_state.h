@@ -23,9 +23,9 @@
 //              the count was loaded, write/read/latch state machines; channel 0's next IRQ0
 //              edge as time remaining; port 0x61 bits; (v2) the phase of port 0x61's refresh
 //              toggle
-//   "RTC " v1  MC146818: 128 bytes of CMOS RAM/registers, index, NMI mask, time-of-day offset
-//              from host wall time, register C, the time registers frozen by SET, the periodic
-//              rate's phase (time to its next boundary), the lazily set PF flag, the last
+//   "RTC " v2  MC146818: 128 bytes of CMOS RAM/registers, index, NMI mask, time-of-day offset
+//              from host wall time, register C, the time registers frozen by SET, (v2) the
+//              periodic rate's phase relative to the clock, the lazily set PF flag, the last
 //              second register C saw, periodic/update interrupts that were due
 //   "UART" v1  COM1, then "UART" v1 COM2: receive FIFO contents, IER, LCR, MCR, LSR errors,
 //              MSR, SCR, divisor, FIFO mode and trigger, pending THR-empty interrupt
@@ -53,8 +53,7 @@
 // machine's Clock; loading re-bases them on the loading machine's Clock::NowNs(). A VM paused
 // at save time and resumed after loading continues where it was: timers neither fire early
 // nor get lost. Only the RTC's time of day follows host wall time, as a battery-backed clock
-// does (its guest offset from wall time is what is saved). Not kept: the phase of an RTC
-// periodic rate that is disabled at save time (it restarts aligned to the clock when enabled).
+// does (its guest offset from wall time is what is saved).
 #pragma once
 
 #include <cstddef>
