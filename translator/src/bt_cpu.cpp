@@ -196,14 +196,19 @@ bt::TransMode BtCpu::Impl::CurrentMode() const {
   return m;
 }
 
+void BtCpu::Impl::FlushJumpCacheView(int index) {
+  bt::JumpCache& jc = ctx->jump_cache[index];
+  for (uint64_t i = 0; i < bt::kJumpCacheEntries; ++i) {
+    jc.neg_rip[i] = 0;  // matches only RIP 0, whose "hit" lands on the miss routine
+    jc.host[i] = reinterpret_cast<uint64_t>(runtime.exit_lookup_miss);
+  }
+  if (index == 0) supervisor_jc_all_global = true;
+}
+
 void BtCpu::Impl::FlushJumpCache() {
   jump_cache_pages.reset();
-  for (auto& jc : ctx->jump_cache) {
-    for (uint64_t i = 0; i < bt::kJumpCacheEntries; ++i) {
-      jc.neg_rip[i] = 0;  // matches only RIP 0, whose "hit" lands on the miss routine
-      jc.host[i] = reinterpret_cast<uint64_t>(runtime.exit_lookup_miss);
-    }
-  }
+  FlushJumpCacheView(0);
+  FlushJumpCacheView(1);
 }
 
 void BtCpu::Impl::InvalidateTlbEntry(TlbSet& set, uint64_t idx) {
@@ -218,7 +223,7 @@ void BtCpu::Impl::InvalidateTlbEntry(TlbSet& set, uint64_t idx) {
 }
 
 void BtCpu::Impl::FlushSoftTlb(bool include_global) {
-  FlushFetchCache();
+  FlushFetchCache(include_global);
   const uint64_t guard = reinterpret_cast<uint64_t>(GuardPage());
   for (auto& set : ctx->tlb.set) {
     for (uint64_t i = 0; i < kTlbEntries; ++i) {
@@ -507,7 +512,11 @@ void BtCpu::SetInterruptPending(bool pending) {
 
 void BtCpu::FlushTlb(bool include_global) {
   impl_->FlushSoftTlb(include_global);
-  impl_->FlushJumpCache();
+  if (include_global || !impl_->supervisor_jc_all_global) {
+    impl_->FlushJumpCache();
+  } else {
+    impl_->FlushJumpCacheView(1);  // user code; jump_cache_pages stays a superset
+  }
 }
 
 void BtCpu::FlushTlbPage(uint64_t linear) {
@@ -550,7 +559,7 @@ Exit BtCpu::Run(bool single_step) {
     ~SyncIf() { st.rflags = (st.rflags & ~rflags::kIf) | (ctx->sys_rflags & rflags::kIf); }
   } sync_if{st, ctx};
 
-  static thread_local uint32_t last_mode_key = 0;
+  static thread_local uint64_t last_mode_key = 0;
   static thread_local uint64_t last_cs_base = ~0ull;
 
   im.owner_thread = std::this_thread::get_id();
@@ -563,11 +572,23 @@ Exit BtCpu::Run(bool single_step) {
     }
     bt::TransMode mode = im.CurrentMode();
     mode.single_step = single_step;
+    // The jump caches are per view (user, supervisor), so what may differ between their blocks
+    // without a flush is the view and what follows from it: user/kernel transitions (CPL 3 <->
+    // 0, where sys_inline usually differs) keep them. IOPL, NT, VM, PE and a CPL of 1 or 2
+    // (which shares the supervisor jump cache with CPL 0) decide sys_inline and are compared.
     bt::TransMode key_mode = mode;
     key_mode.view = 0;
-    if (key_mode.Pack() != last_mode_key || st.seg[kCs].base != last_cs_base) {
+    key_mode.sys_inline = false;
+    key_mode.iopl = 0;
+    key_mode.nt = false;
+    const int cpl = st.cpl();
+    const uint64_t flush_key = (uint64_t{key_mode.Pack()} << 32) |
+                               (st.rflags & (rflags::kIoplMask | rflags::kNt | rflags::kVm)) |
+                               (st.protected_mode() ? 1 : 0) |
+                               (static_cast<uint64_t>(cpl == 3 ? 0 : cpl) << 2);
+    if (flush_key != last_mode_key || st.seg[kCs].base != last_cs_base) {
       im.FlushJumpCache();
-      last_mode_key = key_mode.Pack();
+      last_mode_key = flush_key;
       last_cs_base = st.seg[kCs].base;
     }
     const uint64_t rip_mask =
@@ -582,6 +603,7 @@ Exit BtCpu::Run(bool single_step) {
     }
     // Instruction fetch translation.
     uint64_t phys = linear;
+    bool fetch_global = true;  // paging off: nothing a CR3 write changes
     PagingRegs regs = im.Paging();
     if (PagingEnabled(regs)) {
       const bool user = mode.view == kTlbUser;
@@ -589,6 +611,7 @@ Exit BtCpu::Run(bool single_step) {
       Impl::FetchEntry& fe = im.fetch_cache[(linear >> 12) % Impl::kFetchEntries];
       if (fe.tag == tag) {
         phys = fe.phys_page | (linear & (kPageSize - 1));
+        fetch_global = fe.global;
       } else {
         WalkRequest req;
         req.linear = linear;
@@ -603,6 +626,7 @@ Exit BtCpu::Run(bool single_step) {
         phys = w.phys;
         fe.tag = tag;
         fe.phys_page = phys & kPageMask;
+        fe.global = fetch_global = w.global;
       }
     }
     bt::BlockKey key{linear, st.seg[kCs].base, phys & kPageMask, mode.Pack()};
@@ -639,6 +663,10 @@ Exit BtCpu::Run(bool single_step) {
       jc.neg_rip[idx] = -static_cast<int64_t>(st.rip);
       jc.host[idx] = reinterpret_cast<uint64_t>(block->host);
       im.jump_cache_pages.set(Impl::JumpCachePageBit(linear));
+      // A block whose first instruction straddles into a second page also depends on that
+      // page's translation: treat it as not global.
+      if (mode.view != kTlbUser && (!fetch_global || block->phys_page[1] != ~0ull))
+        im.supervisor_jc_all_global = false;
       if (block->phys_page[1] != ~0ull)
         im.jump_cache_pages.set(Impl::JumpCachePageBit(linear + kPageSize));
     }

@@ -139,6 +139,7 @@ struct BtCpu::Impl {
   struct FetchEntry {
     uint64_t tag = ~0ull;  // linear page | user
     uint64_t phys_page = 0;
+    bool global = false;  // the translation survives CR3 writes
   };
   static constexpr size_t kFetchEntries = 256;
   std::array<FetchEntry, kFetchEntries> fetch_cache;
@@ -154,8 +155,12 @@ struct BtCpu::Impl {
   static size_t JumpCachePageBit(uint64_t linear) {
     return static_cast<size_t>(((linear >> 12) * 0x9E3779B97F4A7C15ull) >> 52);
   }
-  void FlushFetchCache() {
-    for (auto& e : fetch_cache) e.tag = ~0ull;
+  // The supervisor jump cache [0] holds only blocks fetched through global translations (or
+  // with paging off): then a CR3 write, which keeps global translations, keeps it too.
+  bool supervisor_jc_all_global = true;
+  void FlushFetchCache(bool include_global = true) {
+    for (auto& e : fetch_cache)
+      if (include_global || !e.global) e.tag = ~0ull;
   }
   static size_t LookupIndex(uint64_t linear) {
     return static_cast<size_t>((linear ^ (linear >> 11)) & (kLookupEntries - 1));
@@ -186,6 +191,7 @@ struct BtCpu::Impl {
   void FlushCache();
   void InvalidatePage(uint64_t phys_page);
   void FlushJumpCache();
+  void FlushJumpCacheView(int index);  // 0 supervisor, 1 user
   void FlushSoftTlb(bool include_global);
   void InvalidateTlbEntry(TlbSet& set, uint64_t idx);
   void FlushSoftTlbForCodePage(uint64_t phys_page);
