@@ -253,7 +253,7 @@ void PcDevices::SaveState(StateWriter& out) const {
   SaveRecord(out, "APBS", s.apic_bus);
 }
 
-void PcDevices::LoadState(StateReader& in) {
+std::vector<StateApply> PcDevices::ParseState(StateReader& in) {
   State& s = *state_;
   {
     StateReader header = in.ReadRecord(kMachineTag, kVersion1);
@@ -264,8 +264,6 @@ void PcDevices::LoadState(StateReader& in) {
     }
     header.ExpectEnd();
   }
-  // Every record is parsed and checked before any device changes, so bad input leaves the
-  // machine as it was.
   std::vector<StateApply> applies;
   ParseRecord(in, "PIT ", s.pit, applies, kPitVersion);
   ParseRecord(in, "RTC ", s.rtc, applies, kRtcVersion);
@@ -284,7 +282,18 @@ void PcDevices::LoadState(StateReader& in) {
     ParseRecord(in, "APIC", s.apic_bus.lapic(cpu), applies);
   }
   ParseRecord(in, "APBS", s.apic_bus, applies);
-  TimerPause pause(s.timers);
+  return applies;
+}
+
+void PcDevices::CheckState(StateReader& in) {
+  ParseState(in);
+}
+
+void PcDevices::LoadState(StateReader& in) {
+  // Every record is parsed and checked before any device changes, so bad input leaves the
+  // machine as it was.
+  const std::vector<StateApply> applies = ParseState(in);
+  TimerPause pause(state_->timers);
   for (const StateApply& apply : applies) apply();
 }
 

@@ -493,9 +493,15 @@ void Machine::LoadSnapshot(std::span<const uint8_t> snapshot) {
       previous = gpa;
     }
     ram.ExpectEnd();
+    // The vCPU and device sections too, so that bad input changes nothing.
+    StateReader cpus_check(sections[1].payload, "CPUS");
+    for (size_t i = 0; i < im.vcpus.size(); ++i) Vcpu::CheckState(cpus_check);
+    cpus_check.ExpectEnd();
+    StateReader devs_check(sections[2].payload, "DEVS");
+    im.pc->CheckState(devs_check);
+    devs_check.ExpectEnd();
 
-    // RAM, then the vCPUs (loading one drops its translations of the old RAM) and devices
-    // (each parses its input completely before applying it).
+    // RAM, then the vCPUs (loading one drops its translations of the old RAM) and devices.
     for (const auto& [base, size] : RamRanges(*im.memory))
       std::memset(im.memory->host_base() + base, 0, size);
     for (const auto& [gpa, offset] : pages)

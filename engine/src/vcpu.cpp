@@ -4,6 +4,7 @@
 // destroy a single vCPU.
 #include "rove/engine/vcpu.h"
 
+#include <optional>
 #include <stdexcept>
 
 #include "accel/bt_accelerator.h"
@@ -138,18 +139,28 @@ void Vcpu::SaveState(StateWriter& out) const {
   out.EndRecord(record);
 }
 
-void Vcpu::LoadState(StateReader& in) {
-  if (impl_->running.load()) throw std::logic_error("Vcpu::LoadState while the vCPU is running");
-  StateReader r = in.ReadRecord(kVcpuRecord, kVcpuRecordVersion);
+namespace {
+
+struct VcpuRecord {
   CpuState state;
   uint64_t guest_tsc = 0;
-  ReadCpuState(r, state, guest_tsc);
-  const bool waiting_for_sipi = r.Bool("waiting for SIPI");
-  const bool pending_init = r.Bool("pending INIT");
-  const auto pending_sipi = static_cast<int32_t>(r.U32("pending SIPI"));
-  const auto pending_vector = static_cast<int32_t>(r.U32("pending external vector"));
-  if (pending_sipi < -1 || pending_sipi > 255) r.Fail("invalid pending SIPI vector");
-  if (pending_vector < -1 || pending_vector > 255) r.Fail("invalid pending interrupt vector");
+  bool waiting_for_sipi = false;
+  bool pending_init = false;
+  int32_t pending_sipi = -1;
+  int32_t pending_vector = -1;
+  std::optional<GuestException> pending_exception;
+};
+
+VcpuRecord ParseVcpuRecord(StateReader& in) {
+  StateReader r = in.ReadRecord(kVcpuRecord, kVcpuRecordVersion);
+  VcpuRecord v;
+  ReadCpuState(r, v.state, v.guest_tsc);
+  v.waiting_for_sipi = r.Bool("waiting for SIPI");
+  v.pending_init = r.Bool("pending INIT");
+  v.pending_sipi = static_cast<int32_t>(r.U32("pending SIPI"));
+  v.pending_vector = static_cast<int32_t>(r.U32("pending external vector"));
+  if (v.pending_sipi < -1 || v.pending_sipi > 255) r.Fail("invalid pending SIPI vector");
+  if (v.pending_vector < -1 || v.pending_vector > 255) r.Fail("invalid pending interrupt vector");
   const bool has_exception = r.Bool("pending exception");
   GuestException e;
   e.vector = r.U8Max(31, "pending exception vector");
@@ -157,17 +168,28 @@ void Vcpu::LoadState(StateReader& in) {
   e.error_code = r.U32("pending exception error code");
   e.cr2 = r.U64("pending exception CR2");
   r.ExpectEnd();
+  if (has_exception) v.pending_exception = e;
+  return v;
+}
 
+}  // namespace
+
+void Vcpu::CheckState(StateReader& in) {
+  ParseVcpuRecord(in);
+}
+
+void Vcpu::LoadState(StateReader& in) {
+  if (impl_->running.load()) throw std::logic_error("Vcpu::LoadState while the vCPU is running");
+  const VcpuRecord v = ParseVcpuRecord(in);
   VcpuCore& core = impl_->core;
   std::lock_guard lock(core.mu);
-  core.state = state;
-  core.clock.WriteTsc(core.state, guest_tsc);  // continue the TSC on this machine's clock
-  core.waiting_for_sipi = waiting_for_sipi;
-  core.pending_init = pending_init;
-  core.pending_sipi = pending_sipi;
-  core.pending_external_vector = pending_vector;
-  core.pending_exception.reset();
-  if (has_exception) core.pending_exception = e;
+  core.state = v.state;
+  core.clock.WriteTsc(core.state, v.guest_tsc);  // continue the TSC on this machine's clock
+  core.waiting_for_sipi = v.waiting_for_sipi;
+  core.pending_init = v.pending_init;
+  core.pending_sipi = v.pending_sipi;
+  core.pending_external_vector = v.pending_vector;
+  core.pending_exception = v.pending_exception;
   // Guest memory was replaced underneath any translations.
   impl_->active->TakeOver();
 }

@@ -207,6 +207,48 @@ TEST_F(SnapshotTest, CorruptTruncatedAndMismatchedSnapshotsAreRejected) {
   }
 }
 
+TEST_F(SnapshotTest, ABadDeviceOrVcpuSectionLeavesTheMachineUnchanged) {
+  // A snapshot taken mid-computation differs from a fresh machine in RAM and registers.
+  Machine a(Config(kernel_));
+  std::thread runner([&] { a.Run(); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  const std::vector<uint8_t> mid = a.SaveSnapshot();
+  runner.join();
+  ASSERT_NE(FirstCpu(mid).gpr[kRcx], 0u);
+
+  Machine m(Config(kernel_));
+  const std::vector<uint8_t> before = m.SaveSnapshot();
+  auto expect_unchanged = [&] {
+    const std::vector<uint8_t> now = m.SaveSnapshot();
+    EXPECT_EQ(SectionPayload(now, "RAM "), SectionPayload(before, "RAM "));
+    const CpuState was = FirstCpu(before), is = FirstCpu(now);
+    for (int i = 0; i < kGprCount; ++i) EXPECT_EQ(is.gpr[i], was.gpr[i]) << "GPR " << i;
+    EXPECT_EQ(is.rip, was.rip);
+    // (Device records hold times relative to the moment of saving, so they are not compared
+    // byte for byte; devices/ tests that a failed load leaves every device unchanged.)
+  };
+
+  std::vector<SnapshotSection> sections = DecodeSnapshot(mid);
+  ASSERT_EQ(sections[2].tag, StateTag("DEVS"));
+  sections[2].payload.push_back(0);  // a byte after the last device record
+  ExpectRejected(m, EncodeSnapshot(sections), "DEVS");
+  expect_unchanged();
+
+  sections = DecodeSnapshot(mid);
+  sections[2].payload.resize(sections[2].payload.size() - 1);  // last device record cut short
+  ExpectRejected(m, EncodeSnapshot(sections), "remain");
+  expect_unchanged();
+
+  sections = DecodeSnapshot(mid);
+  sections[1].payload.push_back(0);  // a byte after the vCPU record
+  ExpectRejected(m, EncodeSnapshot(sections), "CPUS");
+  expect_unchanged();
+
+  // The intact snapshot then loads.
+  m.LoadSnapshot(mid);
+  EXPECT_EQ(FirstCpu(m.SaveSnapshot()).gpr[kRcx], FirstCpu(mid).gpr[kRcx]);
+}
+
 // The whole machine moves bt -> kvm -> bt several times while the guest computes; the result is
 // the known one. KVM stints are a few milliseconds (KVM here is software, thousands of times
 // slower).

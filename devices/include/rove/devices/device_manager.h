@@ -32,6 +32,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <vector>
 
 #include "rove/devices/acpi_pm.h"
 #include "rove/devices/apic_bus.h"
@@ -179,9 +180,13 @@ class PcDevices {
   // clock. Throws StateError on any malformed, truncated or mismatched input, before changing
   // anything: every record is parsed and checked first (ParseState), then applied.
   void LoadState(StateReader& in);
+  // Parses and checks a snapshot as LoadState would, changing nothing (so a caller restoring
+  // several parts of a machine can check them all before applying any). Throws StateError.
+  void CheckState(StateReader& in);
 
  private:
   struct State;
+  std::vector<StateApply> ParseState(StateReader& in);
   friend std::unique_ptr<PcDevices> BuildPcDevices(const PcConfig&, PcCallbacks, Bus&, Bus&);
   explicit PcDevices(std::shared_ptr<State> state) : state_(std::move(state)) {}
   std::shared_ptr<State> state_;

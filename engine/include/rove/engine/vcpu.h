@@ -92,6 +92,8 @@ class Vcpu {
   // StateError on malformed input and then leaves the vCPU unchanged.
   void SaveState(StateWriter& out) const;
   void LoadState(StateReader& in);
+  // Parses and checks one "VCPU" record as LoadState would, changing nothing.
+  static void CheckState(StateReader& in);
 
   const VcpuStats& stats() const;
   // The most often emulated instructions (mnemonic, count), most frequent first.
