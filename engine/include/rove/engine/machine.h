@@ -76,7 +76,7 @@ class Machine {
   // Snapshots (docs/SNAPSHOT.md). Save may be called while Run() is active (the vCPUs are
   // paused for it) or not. Load is for a machine built with the same configuration (RAM, vCPU
   // count) that is not running; it throws SnapshotError (or StateError) on a bad or mismatched
-  // snapshot. A failed load can leave the machine partly loaded: discard it.
+  // snapshot. Everything is checked before anything is applied: a failed load changes nothing.
   std::vector<uint8_t> SaveSnapshot();
   void LoadSnapshot(std::span<const uint8_t> snapshot);
   void SaveSnapshotFile(const std::string& path);
