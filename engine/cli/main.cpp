@@ -2,6 +2,11 @@
 //
 //   rove run --kernel FILE [--initrd FILE] [--append TEXT] [--mem MiB] [--cpus N]
 //            [--accel bt|kvm|auto] [--serial stdio|file:PATH] [--stats]
+//            [--save-on-stop FILE] [--restore FILE]
+//
+// --save-on-stop writes a snapshot (docs/SNAPSHOT.md) when the run is stopped by SIGINT or
+// SIGTERM; --restore continues such a snapshot instead of booting (the machine is built from the
+// same --kernel/--initrd/--mem/--cpus, then its RAM, vCPUs and devices are replaced).
 //
 // --accel kvm runs the same machine on /dev/kvm ($ROVE_KVM_DEVICE overrides the path); auto
 // times a tiny guest loop on both and picks the faster, printing one "accel:" line on stderr.
@@ -41,6 +46,7 @@ int main(int argc, char** argv) {
   uint64_t mem_mib = 512;
   int cpus = 1;
   bool stats = false;
+  std::string save_on_stop, restore;
   run->add_option("--kernel", kernel, "Kernel: bzImage or multiboot ELF/a.out")->required();
   run->add_option("--initrd", initrd, "Initial ramdisk");
   run->add_option("--append", append, "Kernel command line");
@@ -50,6 +56,10 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"bt", "kvm", "auto"}));
   run->add_option("--serial", serial, "Console: stdio or file:PATH");
   run->add_flag("--stats", stats, "Print execution statistics on exit");
+  run->add_option("--save-on-stop", save_on_stop,
+                  "Write a snapshot of the machine to FILE when SIGINT/SIGTERM stops it");
+  run->add_option("--restore", restore,
+                  "Continue the snapshot in FILE (taken with the same --kernel/--mem/--cpus)");
   CLI11_PARSE(app, argc, argv);
 
   std::FILE* out = stdout;
@@ -83,6 +93,10 @@ int main(int argc, char** argv) {
       if (byte == '\n') std::fflush(out);
     };
     rove::Machine machine(config);
+    if (!restore.empty()) {
+      machine.LoadSnapshotFile(restore);
+      fmt::print(stderr, "rove: restored {}\n", restore);
+    }
     g_running_machine.store(&machine);
     struct sigaction sa {};
     sa.sa_handler = OnInterrupt;
@@ -124,7 +138,12 @@ int main(int argc, char** argv) {
         fmt::print(stderr, "rove: guest triple fault: {}\n", result.message);
         return 3;
       case rove::MachineStopReason::kStopped:
-        fmt::print(stderr, "rove: stopped\n");
+        if (!save_on_stop.empty()) {
+          machine.SaveSnapshotFile(save_on_stop);
+          fmt::print(stderr, "rove: stopped; snapshot saved to {}\n", save_on_stop);
+        } else {
+          fmt::print(stderr, "rove: stopped\n");
+        }
         return 130;
     }
     return 4;

@@ -60,5 +60,53 @@ rc=$?
 check "reboot request ends the run with status 0" $([ $rc = 0 ] && echo 0 || echo 1)
 check "reboot request is reported" $(grep -q "guest requested a reboot" "$OUT/reboot.log"; echo $?)
 
+# A snapshot of a running Linux guest: stopped by SIGINT in the middle of a loop
+# (--save-on-stop), continued by a new rove process (--restore). The loop goes on where it was,
+# the guest's clock continues, and it powers off.
+cat >"$OUT/snap-init.sh" <<'INIT'
+#!/bin/sh
+mount -t proc proc /proc
+mount -t devtmpfs dev /dev 2>/dev/null
+echo "rove-guest: before snapshot, uptime $(cut -d' ' -f1 /proc/uptime)"
+i=0
+while [ $i -lt 6 ]; do sleep 1; i=$((i + 1)); echo "rove-guest: tick $i"; done
+echo "rove-guest: after snapshot, uptime $(cut -d' ' -f1 /proc/uptime)"
+echo "rove-guest: sha $(head -c 1048576 /dev/zero | sha256sum | cut -c1-16)"
+poweroff -f
+INIT
+bash "$SRC/scripts/build-initramfs.sh" --init "$OUT/snap-init.sh" --out "$OUT/guest/snap.cpio.gz" \
+  >>"$OUT/initramfs.log" 2>&1
+rm -f "$OUT/snap.bin" "$OUT/snap-serial1.txt" "$OUT/snap-serial2.txt"
+"$ROVE" run --kernel "$KERNEL" --initrd "$OUT/guest/snap.cpio.gz" --append "console=ttyS0 panic=-1" \
+  --mem 256 --serial "file:$OUT/snap-serial1.txt" --save-on-stop "$OUT/snap.bin" 2>"$OUT/snap-err1.txt" &
+rove_pid=$!
+for _ in $(seq 1 1200); do
+  grep -q "rove-guest: tick 2" "$OUT/snap-serial1.txt" 2>/dev/null && break
+  kill -0 $rove_pid 2>/dev/null || break
+  sleep 0.5
+done
+kill -INT $rove_pid 2>/dev/null
+wait $rove_pid
+rc=$?
+check "snapshot: SIGINT stops the run with status 130" $([ $rc = 130 ] && echo 0 || echo 1)
+check "snapshot: saved on stop" $(grep -q "snapshot saved to" "$OUT/snap-err1.txt" && [ -s "$OUT/snap.bin" ]; echo $?)
+check "snapshot: taken mid-loop" $(! grep -q "after snapshot" "$OUT/snap-serial1.txt"; echo $?)
+timeout 600 "$ROVE" run --kernel "$KERNEL" --initrd "$OUT/guest/snap.cpio.gz" \
+  --append "console=ttyS0 panic=-1" --mem 256 --restore "$OUT/snap.bin" \
+  --serial "file:$OUT/snap-serial2.txt" 2>"$OUT/snap-err2.txt"
+rc=$?
+echo "restored run:"; cat "$OUT/snap-serial2.txt" | grep rove-guest
+check "snapshot: the restored guest powers off, status 0" $([ $rc = 0 ] && grep -q "guest powered off" "$OUT/snap-err2.txt"; echo $?)
+check "snapshot: the loop continued where it was" $(grep -q "rove-guest: tick 6" "$OUT/snap-serial2.txt" && ! grep -q "before snapshot" "$OUT/snap-serial2.txt"; echo $?)
+check "snapshot: the restored guest computes" $(grep -q "rove-guest: sha 30e14955ebf13522" "$OUT/snap-serial2.txt"; echo $?)
+uptime_after=$(sed -n 's/.*after snapshot, uptime \([0-9]*\).*/\1/p' "$OUT/snap-serial2.txt")
+check "snapshot: the guest clock continued (uptime ${uptime_after:-?} s >= 6 s)" $([ "${uptime_after:-0}" -ge 6 ] && echo 0 || echo 1)
+# A damaged snapshot is refused before the guest runs.
+head -c 100000 "$OUT/snap.bin" >"$OUT/snap-cut.bin"
+"$ROVE" run --kernel "$KERNEL" --initrd "$OUT/guest/snap.cpio.gz" --mem 256 \
+  --restore "$OUT/snap-cut.bin" >/dev/null 2>"$OUT/snap-err3.txt"
+rc=$?
+check "snapshot: a truncated snapshot is refused with a message (status 2)" $([ $rc = 2 ] && grep -q "truncated" "$OUT/snap-err3.txt"; echo $?)
+
 echo "$pass passed, $fail failed"
 [ $fail = 0 ]
