@@ -95,6 +95,24 @@ CpuState FirstCpu(const std::vector<uint8_t>& snap) {
   return s;
 }
 
+// The compute kernel's result, as stored at 0x200000 in the snapshot's RAM section.
+void ExpectKnownResult(const std::vector<uint8_t>& snapshot) {
+  uint32_t x = 0;
+  for (uint32_t c = kIterations; c != 0; --c) x = x * 31 + c;
+  const std::vector<uint8_t> ram = SectionPayload(snapshot, "RAM ");
+  bool found = false;
+  for (size_t pos = 8; pos + 8 + 4096 <= ram.size(); pos += 8 + 4096) {
+    uint64_t gpa = 0;
+    std::memcpy(&gpa, ram.data() + pos, 8);
+    if (gpa != 0x200000) continue;
+    uint32_t stored = 0;
+    std::memcpy(&stored, ram.data() + pos + 8, 4);
+    EXPECT_EQ(stored, x);
+    found = true;
+  }
+  EXPECT_TRUE(found) << "result page missing from the snapshot";
+}
+
 TEST_F(SnapshotTest, SavedMidComputationAndLoadedIntoAFreshMachineEndsTheSame) {
   Machine a(Config(kernel_));
   MachineResult a_result;
@@ -129,21 +147,7 @@ TEST_F(SnapshotTest, SavedMidComputationAndLoadedIntoAFreshMachineEndsTheSame) {
   for (int i = 0; i < kGprCount; ++i) EXPECT_EQ(a_cpu.gpr[i], b_cpu.gpr[i]) << "GPR " << i;
   EXPECT_EQ(a_cpu.rip, b_cpu.rip);
   EXPECT_EQ(SectionPayload(a_end, "RAM "), SectionPayload(b_end, "RAM "));
-  // The known result.
-  uint32_t x = 0;
-  for (uint32_t c = kIterations; c != 0; --c) x = x * 31 + c;
-  const std::vector<uint8_t> ram = SectionPayload(b_end, "RAM ");
-  bool found = false;
-  for (size_t pos = 8; pos + 8 + 4096 <= ram.size(); pos += 8 + 4096) {
-    uint64_t gpa = 0;
-    std::memcpy(&gpa, ram.data() + pos, 8);
-    if (gpa != 0x200000) continue;
-    uint32_t stored = 0;
-    std::memcpy(&stored, ram.data() + pos + 8, 4);
-    EXPECT_EQ(stored, x);
-    found = true;
-  }
-  EXPECT_TRUE(found) << "result page missing from the snapshot";
+  ExpectKnownResult(b_end);
 }
 
 void ExpectRejected(Machine& m, const std::vector<uint8_t>& bytes, const std::string& needle) {
@@ -277,20 +281,7 @@ TEST_F(SnapshotTest, RunningMachineSwitchesBtKvmBtAndComputesTheKnownResult) {
   EXPECT_EQ(result.exit_status, (0x11 << 1) | 1);
   EXPECT_EQ(m.accelerator(), AccelKind::kBt);
   EXPECT_GE(m.stats().cpu.kvm_exits, static_cast<uint64_t>(kvm_stints));
-  uint32_t x = 0;
-  for (uint32_t c = kIterations; c != 0; --c) x = x * 31 + c;
-  const std::vector<uint8_t> ram = SectionPayload(m.SaveSnapshot(), "RAM ");
-  bool found = false;
-  for (size_t pos = 8; pos + 8 + 4096 <= ram.size(); pos += 8 + 4096) {
-    uint64_t gpa = 0;
-    std::memcpy(&gpa, ram.data() + pos, 8);
-    if (gpa != 0x200000) continue;
-    uint32_t stored = 0;
-    std::memcpy(&stored, ram.data() + pos + 8, 4);
-    EXPECT_EQ(stored, x);
-    found = true;
-  }
-  EXPECT_TRUE(found) << "result page missing";
+  ExpectKnownResult(m.SaveSnapshot());
 }
 
 TEST_F(SnapshotTest, SwitchingARunningMachineToUnusableKvmFailsCleanlyAndRunsOn) {
