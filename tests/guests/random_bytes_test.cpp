@@ -215,7 +215,10 @@ void RunDirectSeeds(bool user_mode) {
             _exit(3);
           }
         },
-        [&](const void* buf) { std::memcpy(&result, buf, sizeof(result)); }, 15000);
+        // A seed is up to 40 runs of 20,000 exits plus one 1 s watchdog: a few seconds alone,
+        // several times that in the ASan build on a loaded 2-core machine (15 s was hit twice
+        // at load 7-9). A hung engine still fails here.
+        [&](const void* buf) { std::memcpy(&result, buf, sizeof(result)); }, 60000);
     ASSERT_EQ(child, "") << (user_mode ? "CPL3" : "CPL0") << " seed " << seed
                          << ": the engine did not survive";
     const int r = static_cast<int>(result.reason);
