@@ -580,5 +580,37 @@ TEST(BtCpu, LeavePageFaultIsPrecise) {
   EXPECT_EQ(g.state.gpr[kRsp], LongModeGuest::kStackTop);
 }
 
+// SMAP: kernel code with RFLAGS.AC set may touch user pages, without it not. Blocks are
+// translated per view, and an indirect branch must not reach a block translated for the other
+// AC setting through the jump cache.
+TEST(BtCpu, IndirectBranchDoesNotCrossSmapAcViews) {
+  LongModeGuest g;
+  g.state.cr4 |= cr4::kSmap;  // every page of this guest is a user page
+  const uint64_t target = LongModeGuest::kCode + 0x100;
+  g.Load({0xFF, 0xE3});  // jmp rbx
+  // target: mov rax, [kData]; hlt
+  const std::vector<uint8_t> t = {0x48, 0x8B, 0x04, 0x25, 0x00, 0x00, 0x20, 0x00, 0xF4};
+  g.mem->Write(target, t.data(), t.size());
+  g.mem->WriteU64(LongModeGuest::kData, 0x1234);
+  g.state.gpr[kRbx] = target;
+
+  g.state.rflags |= rflags::kAc;  // as after STAC: the load is allowed
+  Exit e = g.RunToEmulate();
+  ASSERT_EQ(e.reason, ExitReason::kEmulate);
+  EXPECT_EQ(g.state.rip, target + 8);
+  EXPECT_EQ(g.state.gpr[kRax], 0x1234u);
+
+  g.state.rflags &= ~rflags::kAc;  // as after CLAC: the same load is a SMAP violation
+  g.state.rip = LongModeGuest::kCode;
+  g.state.gpr[kRax] = 0;
+  e = g.RunToEmulate();
+  ASSERT_EQ(e.reason, ExitReason::kException);
+  EXPECT_EQ(e.exception.vector, kPf);
+  EXPECT_EQ(e.exception.cr2, LongModeGuest::kData);
+  EXPECT_EQ(e.exception.error_code, 1u);  // present, read, supervisor
+  EXPECT_EQ(g.state.rip, target);
+  EXPECT_EQ(g.state.gpr[kRax], 0u);
+}
+
 }  // namespace
 }  // namespace rove

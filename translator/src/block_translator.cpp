@@ -772,7 +772,7 @@ class BlockEmitter {
       return;
     }
     const int s1 = kRbx, s2 = kRsi;
-    const size_t jc = ROVE_CTX(jump_cache) + (mode_.view == kTlbUser ? sizeof(bt::JumpCache) : 0);
+    const size_t jc = ROVE_CTX(jump_cache) + mode_.view * sizeof(bt::JumpCache);
     a_.mov(Gs(ROVE_CTX(spill_rcx)), x86::rcx);
     Save(s1);
     Save(s2);

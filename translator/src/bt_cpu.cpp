@@ -196,19 +196,18 @@ bt::TransMode BtCpu::Impl::CurrentMode() const {
   return m;
 }
 
-void BtCpu::Impl::FlushJumpCacheView(int index) {
-  bt::JumpCache& jc = ctx->jump_cache[index];
+void BtCpu::Impl::FlushJumpCacheView(int view) {
+  bt::JumpCache& jc = ctx->jump_cache[view];
   for (uint64_t i = 0; i < bt::kJumpCacheEntries; ++i) {
     jc.neg_rip[i] = 0;  // matches only RIP 0, whose "hit" lands on the miss routine
     jc.host[i] = reinterpret_cast<uint64_t>(runtime.exit_lookup_miss);
   }
-  if (index == 0) supervisor_jc_all_global = true;
 }
 
 void BtCpu::Impl::FlushJumpCache() {
   jump_cache_pages.reset();
-  FlushJumpCacheView(0);
-  FlushJumpCacheView(1);
+  for (int view = 0; view < kTlbViewCount; ++view) FlushJumpCacheView(view);
+  supervisor_jc_all_global = true;
 }
 
 void BtCpu::Impl::InvalidateTlbEntry(TlbSet& set, uint64_t idx) {
@@ -515,7 +514,7 @@ void BtCpu::FlushTlb(bool include_global) {
   if (include_global || !impl_->supervisor_jc_all_global) {
     impl_->FlushJumpCache();
   } else {
-    impl_->FlushJumpCacheView(1);  // user code; jump_cache_pages stays a superset
+    impl_->FlushJumpCacheView(kTlbUser);  // user code; jump_cache_pages stays a superset
   }
 }
 
@@ -658,7 +657,7 @@ Exit BtCpu::Run(bool single_step) {
       break;
     }
     if (!single_step) {
-      bt::JumpCache& jc = ctx->jump_cache[mode.view == kTlbUser ? 1 : 0];
+      bt::JumpCache& jc = ctx->jump_cache[mode.view];
       uint64_t idx = st.rip & (bt::kJumpCacheEntries - 1);
       jc.neg_rip[idx] = -static_cast<int64_t>(st.rip);
       jc.host[idx] = reinterpret_cast<uint64_t>(block->host);

@@ -84,7 +84,9 @@ struct alignas(64) VcpuContext {
   GuestException pending_exception;
 
   alignas(64) uint8_t bounce[kBounceBytes] = {};
-  JumpCache jump_cache[2];  // [0] supervisor, [1] user
+  // One per TlbView: a jump cache maps a RIP to a block translated for that view only (the SMAP
+  // AC view has its own, so kernel code after CLAC never reaches a block translated for STAC).
+  JumpCache jump_cache[kTlbViewCount];
   SoftTlb tlb;
 };
 

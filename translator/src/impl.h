@@ -155,8 +155,9 @@ struct BtCpu::Impl {
   static size_t JumpCachePageBit(uint64_t linear) {
     return static_cast<size_t>(((linear >> 12) * 0x9E3779B97F4A7C15ull) >> 52);
   }
-  // The supervisor jump cache [0] holds only blocks fetched through global translations (or
-  // with paging off): then a CR3 write, which keeps global translations, keeps it too.
+  // The supervisor jump caches (with and without SMAP's AC) hold only blocks fetched through
+  // global translations (or with paging off): then a CR3 write, which keeps global
+  // translations, keeps them too.
   bool supervisor_jc_all_global = true;
   void FlushFetchCache(bool include_global = true) {
     for (auto& e : fetch_cache)
@@ -191,7 +192,7 @@ struct BtCpu::Impl {
   void FlushCache();
   void InvalidatePage(uint64_t phys_page);
   void FlushJumpCache();
-  void FlushJumpCacheView(int index);  // 0 supervisor, 1 user
+  void FlushJumpCacheView(int view);  // one TlbView's jump cache
   void FlushSoftTlb(bool include_global);
   void InvalidateTlbEntry(TlbSet& set, uint64_t idx);
   void FlushSoftTlbForCodePage(uint64_t phys_page);
