@@ -612,5 +612,64 @@ TEST(BtCpu, IndirectBranchDoesNotCrossSmapAcViews) {
   EXPECT_EQ(g.state.gpr[kRax], 0u);
 }
 
+// PUSH m64 runs inline: [reg+disp], [rsp+disp] (with the old RSP), GS-relative, RIP-relative.
+TEST(BtCpu, PushMemoryInline) {
+  LongModeGuest g;
+  constexpr uint64_t kData = LongModeGuest::kData;
+  constexpr uint64_t kTop = LongModeGuest::kStackTop;
+  g.state.gpr[kRdi] = kData;
+  g.state.seg[kGs].base = kData + 0x100;
+  g.mem->WriteU64(kData, 0x4444);
+  g.mem->WriteU64(kData + 8, 0x1111);
+  g.mem->WriteU64(kData + 0x110, 0x3333);
+  g.mem->WriteU64(kTop, 0x2222);
+  const uint32_t rel = static_cast<uint32_t>(kData - (LongModeGuest::kCode + 21));
+  std::vector<uint8_t> code = {
+      0xFF, 0x77, 0x08,                                // push qword [rdi+8]
+      0xFF, 0x74, 0x24, 0x08,                          // push qword [rsp+8]
+      0x65, 0xFF, 0x34, 0x25, 0x10, 0x00, 0x00, 0x00,  // push qword gs:[0x10]
+      0xFF, 0x35,                                      // push qword [rip+rel]
+  };
+  for (int b = 0; b < 4; ++b) code.push_back(static_cast<uint8_t>(rel >> (8 * b)));
+  code.push_back(0xF4);  // hlt
+  g.Load(code);
+  Exit e = g.RunToEmulate();
+  ASSERT_EQ(e.reason, ExitReason::kEmulate);
+  EXPECT_EQ(g.state.rip, LongModeGuest::kCode + 21) << "a push left translated code";
+  EXPECT_EQ(g.state.gpr[kRsp], kTop - 32);
+  EXPECT_EQ(g.mem->ReadU64(kTop - 8), 0x1111u);
+  EXPECT_EQ(g.mem->ReadU64(kTop - 16), 0x2222u);
+  EXPECT_EQ(g.mem->ReadU64(kTop - 24), 0x3333u);
+  EXPECT_EQ(g.mem->ReadU64(kTop - 32), 0x4444u);
+}
+
+// A fault of the source read or of the stack write leaves RSP, the flags and memory as before
+// the PUSH, with the read or write error code; with and without flags dead after the PUSH.
+TEST(BtCpu, PushMemoryFaultsArePrecise) {
+  for (const bool flags_dead : {false, true}) {
+    for (const bool stack_fault : {false, true}) {
+      SCOPED_TRACE(testing::Message() << "flags_dead " << flags_dead << " stack " << stack_fault);
+      LongModeGuest g;
+      const uint64_t rsp = stack_fault ? 0x40000008 : LongModeGuest::kStackTop;
+      g.state.gpr[kRsp] = rsp;
+      g.state.gpr[kRdi] = stack_fault ? LongModeGuest::kData : 0x40000000;
+      g.mem->WriteU64(LongModeGuest::kStackTop - 8, 0x5555);
+      std::vector<uint8_t> code = {0x31, 0xC0, 0xF9, 0xFF, 0x37};  // xor eax, eax; stc; push [rdi]
+      if (flags_dead) code.insert(code.end(), {0x31, 0xDB});       // xor ebx, ebx
+      code.push_back(0xF4);                                        // hlt
+      g.Load(code);
+      Exit e = g.RunToEmulate();
+      ASSERT_EQ(e.reason, ExitReason::kException);
+      EXPECT_EQ(e.exception.vector, kPf);
+      EXPECT_EQ(e.exception.cr2, 0x40000000u);
+      EXPECT_EQ(e.exception.error_code, stack_fault ? 2u : 0u);
+      EXPECT_EQ(g.state.rip, LongModeGuest::kCode + 3);
+      EXPECT_EQ(g.state.gpr[kRsp], rsp);
+      EXPECT_EQ(g.state.rflags & rflags::kHostLive, kPushedFlagsZfPfCf);
+      EXPECT_EQ(g.mem->ReadU64(LongModeGuest::kStackTop - 8), 0x5555u);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace rove

@@ -33,6 +33,7 @@ enum class Kind : uint8_t {
   kLea,
   kPushReg,
   kPushImm,
+  kPushMem,  // PUSH m64 in 64-bit mode: read the source, then push it
   kPopReg,
   kCallRel,
   kCallInd,
@@ -274,6 +275,14 @@ Kind Classify(Insn& in, const bt::TransMode& mode) {
       if (op0->type == ZYDIS_OPERAND_TYPE_REGISTER && GprId(op0->reg.value) >= 0)
         return Kind::kPushReg;
       if (op0->type == ZYDIS_OPERAND_TYPE_IMMEDIATE) return Kind::kPushImm;
+      // PUSH m: 64-bit code, operand and address size only (16-bit pushes, address-size
+      // overrides and segmented stacks stay with the emulator).
+      if (op0->type == ZYDIS_OPERAND_TYPE_MEMORY && op0->mem.type == ZYDIS_MEMOP_TYPE_MEM &&
+          mode.code_bits == 64 && mode.stack_bits == 64 && d.operand_width == 64 &&
+          d.address_width == 64) {
+        in.mem_index = 0;
+        return Kind::kPushMem;
+      }
       return Kind::kEmulate;
     case ZYDIS_CATEGORY_POP:
       if (d.mnemonic == ZYDIS_MNEMONIC_POP && op0->type == ZYDIS_OPERAND_TYPE_REGISTER &&
@@ -602,8 +611,8 @@ class BlockEmitter {
   }
 
   static bool IsAccessKind(Kind k) {
-    return k == Kind::kMem || k == Kind::kPushReg || k == Kind::kPushImm || k == Kind::kPopReg ||
-           k == Kind::kLeave;
+    return k == Kind::kMem || k == Kind::kPushReg || k == Kind::kPushImm || k == Kind::kPushMem ||
+           k == Kind::kPopReg || k == Kind::kLeave;
   }
 
   // ---- scratch allocation ----
@@ -1019,6 +1028,7 @@ class BlockEmitter {
   void EmitMem(size_t index);
   void EmitLea(size_t index);
   void EmitPush(size_t index);
+  void EmitPushMem(size_t index);
   void EmitPop(size_t index);
   void EmitCall(size_t index);
   void EmitRet(size_t index);
@@ -1158,6 +1168,9 @@ void BlockEmitter::EmitInsn(size_t index) {
     case Kind::kPushReg:
     case Kind::kPushImm:
       EmitPush(index);
+      break;
+    case Kind::kPushMem:
+      EmitPushMem(index);
       break;
     case Kind::kPopReg:
       EmitPop(index);
@@ -1417,6 +1430,44 @@ void BlockEmitter::EmitPush(size_t index) {
             a_.mov(x86::word_ptr(G(s1)), G16(r));
         }
         EmitRspCommit(s0, -static_cast<int32_t>(size));
+      });
+}
+
+// PUSH m64: the source is read first (its faults come first; with the old RSP for an
+// RSP-based operand), kept in ctx.lookup_rip, then pushed like a register. Nothing is committed
+// before the push's store, so a fault in either access (or the exit-request check) leaves the
+// guest state as before the instruction. The read uses the flag-free check: the guest flags
+// must still be in the host RFLAGS when the push faults; the push may use the flags path.
+void BlockEmitter::EmitPushMem(size_t index) {
+  Insn& in = insns_[index];
+  Scratch rd;
+  if (!Plan(index, in.uses_rsp, true, false, false, rd)) {
+    EmitFallback(index);
+    return;
+  }
+  const Insn* pin = &in;
+  {
+    const int s0 = rd.s0, s1 = rd.s1, s2 = rd.s2;
+    EmitAccess(
+        index, rd, 8, false,
+        [this, pin, s0, s1, s2] { EmitLinearAddress(*pin, pin->ops[0], s1, s2, s0); },
+        [this, s1, s2] {
+          a_.mov(G(s2), x86::qword_ptr(G(s1)));
+          a_.mov(Gs(ROVE_CTX(lookup_rip)), G(s2));
+        });
+  }
+  Scratch sc;
+  if (!Plan(index, true, true, false, FlagsPathOk(index), sc)) {
+    EmitFallback(index);
+    return;
+  }
+  const int s0 = sc.s0, s1 = sc.s1, s2 = sc.s2;
+  EmitAccess(
+      index, sc, 8, true, [this, s0, s1, s2] { EmitStackAddress(s1, s2, s0, -8); },
+      [this, s0, s1, s2] {
+        a_.mov(G(s2), Gs(ROVE_CTX(lookup_rip)));
+        a_.mov(x86::qword_ptr(G(s1)), G(s2));
+        EmitRspCommit(s0, -8);
       });
 }
 

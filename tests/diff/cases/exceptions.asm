@@ -170,4 +170,37 @@ CASE a32_upper_bits_ignored_vex
   mov rbp, 0xFFFFFFFF00000000 | (DATA_VA + 0x1000)
   vmovdqu xmm0, [ebp]
   vpaddd xmm1, xmm0, [ebp + 16]
+CASE push_mem_pf_source
+  mov rdi, UNMAPPED
+  SETFLAGS FLAGS_SET
+  push qword [rdi + 8]
+CASE push_mem_pf_source_flags_dead_after
+  SETFLAGS FLAGS_SET
+  mov rdi, UNMAPPED
+  push qword [rdi]
+  add eax, 1
+CASE push_mem_pf_stack_write
+  SETFLAGS FLAGS_SET
+  lea rsi, [SCRATCH]
+  mov rsp, UNMAPPED + 0x100
+  push qword [rsi]
+CASE push_mem_pf_stack_write_flags_dead_after
+  SETFLAGS FLAGS_SET
+  lea rsi, [SCRATCH]
+  mov rsp, UNMAPPED + 0x100
+  push qword [rsi]
+  add eax, 1
+CASE push_mem_pf_stack_write_readonly
+  SETFLAGS FLAGS_SET
+  lea rsi, [SCRATCH]
+  lea rsp, [rel $ + 8]
+  push qword [rsi]
+CASE push_mem_pf_source_before_stack
+  mov rdi, UNMAPPED
+  mov rsp, UNMAPPED + 0x2000
+  push qword [rdi]
+CASE push_mem_gp_noncanonical_source
+  mov rax, 0x8000000000000000
+  SETFLAGS FLAGS_SET
+  push qword [rax]
 END_CASES

@@ -147,4 +147,9 @@ CASE jump_to_page_boundary
   jmp short .next                      ; a branch whose encoding ends at the boundary
 .next:
   mov ebx, 2
+CASE push_mem_across
+  push qword [abs B1 - 3]
+  mov rsp, B2 + 4
+  push qword [abs B3 - 1]
+  push qword [rsp + 2]
 END_CASES

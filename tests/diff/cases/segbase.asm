@@ -90,4 +90,9 @@ CASE wrgsbase_32bit_and_noncanonical
 CASE fs_and_gs_lea_unaffected
   lea rax, [gs:0x1234]
   lea rbx, [fs:rax + 8]
+CASE gs_push_mem
+  push qword [gs:0x10]
+  mov rsi, 0x40
+  push qword [gs:rsi + 8]
+  push qword [gs:rsi * 2 - 8]
 END_CASES

@@ -190,4 +190,38 @@ CASE stack_args_frame
   add rax, [rbp - 16]
   mov rsp, rbp
   pop rbp
+CASE push_mem_forms
+  lea rdi, [SCRATCH]
+  mov rbx, 3
+  push qword [rdi]
+  push qword [rdi + 8]
+  push qword [rdi + rbx * 8]
+  push qword [rdi + rbx * 8 - 16]
+  push qword [rsp + 8]
+  push qword [rsp]
+  push qword [SCRATCH + 24]
+  push qword [abs SCRATCH_ABS + 32]
+  mov [SCRATCH + 40], rsp
+  push qword [SCRATCH + 40]
+  pop rax
+CASE push_mem_rcx_base_flags_live
+  SETFLAGS FLAGS_SET
+  lea rcx, [SCRATCH]
+  mov rdx, 8
+  push qword [rcx + 8]
+  push qword [rcx + rdx * 2]
+  push qword [rdx + rcx]
+CASE push_mem_flags_dead_after
+  SETFLAGS FLAGS_SET
+  push qword [SCRATCH]
+  add eax, 1
+  push qword [rsp + 16]
+  sub ebx, ecx
+CASE push_mem_loop
+  mov ecx, 6
+  lea rsi, [SCRATCH]
+.l:
+  push qword [rsi + rcx * 8]
+  sub ecx, 1
+  jnz .l
 END_CASES
