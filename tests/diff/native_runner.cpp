@@ -325,20 +325,20 @@ Outcome RunNative(const DiffInput& input) {
   if (!input.compat32) {
     std::memcpy(code + input.code.size(), jump_back, sizeof(jump_back));
   } else {
-    // 32-bit sequence, then "jmp far [abs kCtxVa + 0xC8]" back to a 64-bit stub that jumps
-    // to the exit trampoline; the entry is a 64-bit stub doing "jmp far [abs kCtxVa + 0xC0]".
+    // 32-bit sequence, then "jmp far [abs kCtxVa + 0xC8]" back to 64-bit code that jumps
+    // to the exit trampoline; the entry is 64-bit code doing "jmp far [abs kCtxVa + 0xC0]".
     uint8_t* p = code + input.code.size();
     const uint8_t far_back[] = {0xFF, 0x2D, 0xC8, 0x00, 0x00, 0x30};
     std::memcpy(p, far_back, sizeof(far_back));
     p += sizeof(far_back);
-    const uint64_t exit_stub = kCodeVa + static_cast<uint64_t>(p - code);
+    const uint64_t exit_thunk = kCodeVa + static_cast<uint64_t>(p - code);
     std::memcpy(p, jump_back, sizeof(jump_back));
     p += sizeof(jump_back);
     entry = kCodeVa + static_cast<uint64_t>(p - code);
     const uint8_t far_in[] = {0xFF, 0x2C, 0x25, 0xC0, 0x00, 0x00, 0x30};
     std::memcpy(p, far_in, sizeof(far_in));
     const uint32_t entry32 = static_cast<uint32_t>(kCodeVa),
-                   exit32 = static_cast<uint32_t>(exit_stub);
+                   exit32 = static_cast<uint32_t>(exit_thunk);
     std::memcpy(c_far_entry, &entry32, 4);
     std::memcpy(c_far_entry + 4, &kUser32Cs, 2);
     std::memcpy(c_far_exit, &exit32, 4);

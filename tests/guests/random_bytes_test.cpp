@@ -6,7 +6,7 @@
 // exception at CPL0 (FAIL_KERNEL_FAULT).
 //
 // RandomBytesDirect: random bytes placed straight into the test machine of tests/support (long
-// mode, CPL0 or CPL3, IDT stubs that record the vector and halt), Run(max_exits) bounded and a
+// mode, CPL0 or CPL3, IDT handlers that record the vector and halt), Run(max_exits) bounded and a
 // watchdog, restarted at another offset after each halt (40 runs per seed); the stop reason must
 // be one of the defined ones. At CPL3 the supervisor structures
 // (page tables, GDT, IDT, TSS) and the control registers must come out unchanged.
@@ -129,7 +129,7 @@ DirectResult RunDirect(uint64_t seed, bool user_mode) {
   WriteGuestVa(*mem, kCodeVa, bytes.data(), kCodeSize);
   FillRandom(bytes.data(), kDataSize, seed ^ 0x5555);
   WriteGuestVa(*mem, kDataVa, bytes.data(), kDataSize);
-  // The supervisor structures, minus the IST stack and the mark the stubs write.
+  // The supervisor structures, minus the IST stack and the mark the handlers write.
   std::vector<uint8_t> sys_before(mem->host_base() + kSysGpa,
                                   mem->host_base() + kSysGpa + kMarkOffset);
   std::vector<uint8_t> tables_before(mem->host_base() + kPml4Gpa,
@@ -143,7 +143,7 @@ DirectResult RunDirect(uint64_t seed, bool user_mode) {
   s.gpr[kRsp] = kDataVa + kDataSize - 0x100;
   InitXsaveImage(s.xsave);
   const CpuState before = s;
-  // Up to kRestarts runs: after each halt (a stub recorded an exception, or random CPL0 code
+  // Up to kRestarts runs: after each halt (a handler recorded an exception, or random CPL0 code
   // executed HLT) restart at another pseudo-random offset of the random code.
   constexpr int kRestarts = 40;
   uint64_t lcg = seed;
@@ -235,7 +235,7 @@ void RunDirectSeeds(bool user_mode) {
           << "seed " << seed << ": CPL3 code changed supervisor memory";
       EXPECT_TRUE(result.control_unchanged)
           << "seed " << seed << ": CPL3 code changed control registers or tables";
-      // At CPL3 nothing ends a run but an exception (then the CPL0 stubs halt), a loop (the
+      // At CPL3 nothing ends a run but an exception (then the CPL0 handlers halt), a loop (the
       // watchdog) or the exit limit.
       EXPECT_NE(result.reason, StopReason::kShutdown) << "seed " << seed;
       EXPECT_NE(result.reason, StopReason::kDebugExit) << "seed " << seed;

@@ -727,22 +727,23 @@ class BlockEmitter {
     return (target_linear & kPageMask) == (block_linear_ & kPageMask) && !mode_.single_step;
   }
 
-  // Patchable rel32 jump (or jcc when `cc` >= 0) to a same-page guest RIP, initially to an exit
-  // stub that asks the dispatcher to chain it. Forward branches chain to the target's
+  // Patchable rel32 jump (or jcc when `cc` >= 0) to a same-page guest RIP, initially to out-of-line
+  // code that asks the dispatcher to chain it. Forward branches chain to the target's
   // unchecked entry.
   void EmitChainJump(uint64_t target, uint64_t branch_rip, int cc) {
     target &= RipMask();
-    Label stub = a_.newLabel();
+    Label chain_request = a_.newLabel();
     if (cc < 0)
-      a_.long_().jmp(stub);
+      a_.long_().jmp(chain_request);
     else
       a_.long_().emit(
-          static_cast<x86::Inst::Id>(x86::Inst::jccFromCond(static_cast<x86::CondCode>(cc))), stub);
+          static_cast<x86::Inst::Id>(x86::Inst::jccFromCond(static_cast<x86::CondCode>(cc))),
+          chain_request);
     Label after = a_.newLabel();
     a_.bind(after);
     const bt::InternalExit reason = target > branch_rip ? bt::kExitChainForward : bt::kExitChain;
-    deferred_.push_back([this, stub, after, target, reason] {
-      a_.bind(stub);
+    deferred_.push_back([this, chain_request, after, target, reason] {
+      a_.bind(chain_request);
       a_.mov(Gs(ROVE_CTX(tmp_rax)), x86::rax);
       a_.mov(x86::rax, target);
       a_.mov(Gs(ROVE_CTX(lookup_rip)), x86::rax);
@@ -900,6 +901,16 @@ class BlockEmitter {
     }
   }
 
+  // [addr] = the low `size` bytes (2, 4 or 8) of `value`.
+  void EmitStoreSized(int addr, int value, uint32_t size) {
+    if (size == 8)
+      a_.mov(x86::qword_ptr(G(addr)), G(value));
+    else if (size == 4)
+      a_.mov(x86::dword_ptr(G(addr)), G32(value));
+    else
+      a_.mov(x86::word_ptr(G(addr)), G16(value));
+  }
+
   // Guest RSP (in s0) += delta in the stack width, committed to ctx.guest_rsp. Flag-free.
   void EmitRspCommit(int s0, int32_t delta) {
     if (mode_.stack_bits == 64) {
@@ -935,12 +946,12 @@ class BlockEmitter {
       if (static_cast<int64_t>(index) == check_at_) {
         // The block's exit-request check, here where the guest flags are already saved and
         // the state is precise: an exit resumes at this instruction.
-        Label stub = a_.newLabel();
+        Label leave = a_.newLabel();
         a_.cmp(Gs(ROVE_CTX(exit_request)), 0);
-        a_.jne(stub);
+        a_.jne(leave);
         const uint64_t rip = insns_[index].rip;
-        deferred_.push_back([this, stub, rip, mask] {
-          a_.bind(stub);
+        deferred_.push_back([this, leave, rip, mask] {
+          a_.bind(leave);
           a_.popfq();
           LoadMask(mask);
           EmitExit(rip, bt::kExitRequest);
@@ -1078,12 +1089,12 @@ void BlockEmitter::Emit() {
   if (check_at_ >= 0) {
     // Chained forward branches enter at the start too; the check costs two instructions.
   } else if (FlagsDeadFrom(0)) {
-    Label stub = a_.newLabel();
+    Label leave = a_.newLabel();
     a_.cmp(Gs(ROVE_CTX(exit_request)), 0);
-    a_.jne(stub);
+    a_.jne(leave);
     const uint64_t rip = insns_[0].rip;
-    deferred_.push_back([this, stub, rip] {
-      a_.bind(stub);
+    deferred_.push_back([this, leave, rip] {
+      a_.bind(leave);
       EmitExit(rip, bt::kExitRequest);
     });
   } else {
@@ -1270,12 +1281,7 @@ void BlockEmitter::EmitPushf(size_t index) {
         a_.pdep(G(s3), G(s3), Gs(ROVE_CTX(host_live_mask)));
         a_.mov(G(s2), Gs(ROVE_CTX(sys_rflags)));
         a_.lea(G(s3), x86::ptr(G(s3), G(s2)));  // disjoint bits: the sum is the OR
-        if (size == 8)
-          a_.mov(x86::qword_ptr(G(s1)), G(s3));
-        else if (size == 4)
-          a_.mov(x86::dword_ptr(G(s1)), G32(s3));
-        else
-          a_.mov(x86::word_ptr(G(s1)), G16(s3));
+        EmitStoreSized(s1, s3, size);
         EmitRspCommit(s0, -static_cast<int32_t>(size));
       });
 }
@@ -1422,12 +1428,7 @@ void BlockEmitter::EmitPush(size_t index) {
         } else {
           int r = GprId(pin->ops[0].reg.value);
           if (r == kRsp) r = s0;
-          if (size == 8)
-            a_.mov(x86::qword_ptr(G(s1)), G(r));
-          else if (size == 4)
-            a_.mov(x86::dword_ptr(G(s1)), G32(r));
-          else
-            a_.mov(x86::word_ptr(G(s1)), G16(r));
+          EmitStoreSized(s1, r, size);
         }
         EmitRspCommit(s0, -static_cast<int32_t>(size));
       });
@@ -1466,7 +1467,7 @@ void BlockEmitter::EmitPushMem(size_t index) {
       index, sc, 8, true, [this, s0, s1, s2] { EmitStackAddress(s1, s2, s0, -8); },
       [this, s0, s1, s2] {
         a_.mov(G(s2), Gs(ROVE_CTX(lookup_rip)));
-        a_.mov(x86::qword_ptr(G(s1)), G(s2));
+        EmitStoreSized(s1, s2, 8);
         EmitRspCommit(s0, -8);
       });
 }
@@ -1576,12 +1577,7 @@ void BlockEmitter::EmitCall(size_t index) {
       [this, s0, s1, s2, size] { EmitStackAddress(s1, s2, s0, -static_cast<int32_t>(size)); },
       [this, s0, s1, s2, size, ret] {
         a_.mov(G(s2), ret);
-        if (size == 8)
-          a_.mov(x86::qword_ptr(G(s1)), G(s2));
-        else if (size == 4)
-          a_.mov(x86::dword_ptr(G(s1)), G32(s2));
-        else
-          a_.mov(x86::word_ptr(G(s1)), G16(s2));
+        EmitStoreSized(s1, s2, size);
         EmitRspCommit(s0, -static_cast<int32_t>(size));
       });
   if (in.kind == Kind::kCallRel) {
