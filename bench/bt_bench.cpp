@@ -20,28 +20,19 @@
 #include <string>
 #include <vector>
 
-#include "rove/engine/io_ports.h"
-#include "rove/engine/loader/raw_loader.h"
-#include "rove/engine/vcpu.h"
-#include "rove/mmu/guest_memory.h"
+#include "called_guest.h"
 
 namespace rove {
 namespace {
 
-constexpr uint64_t kCodeAddr = 0x100000;
-constexpr uint64_t kHltAddr = 0x0FF000;
-constexpr uint64_t kStackTop = 0x800000;
+using bench::CalledGuest;
+using bench::kCodeAddr;
+using bench::ReadGuest;
+using bench::ThreadCpuNs;
+
 constexpr uint64_t kHistAddr = 0x900000;
 constexpr uint64_t kBufAddr = 0x1000000;
 constexpr uint64_t kBufLen = 1 << 20;
-
-// Thread CPU time: on a loaded machine wall time includes time spent descheduled, so the
-// benchmarks also report ratios of CPU time (the *_cpu counters).
-double ThreadCpuNs() {
-  timespec ts;
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) * 1e9 + static_cast<double>(ts.tv_nsec);
-}
 
 class NoPorts : public IoPorts {
  public:
@@ -49,44 +40,13 @@ class NoPorts : public IoPorts {
   void Out(uint16_t, unsigned, uint32_t) override {}
 };
 
-std::vector<uint8_t> ReadGuest(const std::string& name) {
-  std::string path = std::string(ROVE_BENCH_GUEST_DIR) + "/" + name;
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw std::runtime_error("missing guest binary " + path);
-  return {std::istreambuf_iterator<char>(f), {}};
-}
-
-// A 64-bit guest with identity paging, running flat code that ends in HLT.
-struct FlatGuest {
-  explicit FlatGuest(const std::vector<uint8_t>& code) : mem(GuestMemory::Create(256ull << 20)) {
-    vcpu = std::make_unique<Vcpu>(*mem, ports);
-    loader::RawBinaryOptions opt;
-    opt.load_address = kCodeAddr;
-    opt.entry = kCodeAddr;
-    opt.mode = loader::EntryMode::kLong64;
-    opt.stack_pointer = kStackTop;
-    loader::LoadRawBinary(*mem, vcpu->state(), code, opt);
-    uint8_t hlt = 0xF4;
-    mem->Write(kHltAddr, &hlt, 1);
-  }
-
-  // Calls the code as a function: rip = entry, return address = HLT.
+// Flat code called with the SysV argument registers.
+struct FlatGuest : CalledGuest {
+  explicit FlatGuest(const std::vector<uint8_t>& code)
+      : CalledGuest(code, 256ull << 20, std::make_unique<NoPorts>()) {}
   StopInfo Call(uint64_t rdi, uint64_t rsi, uint64_t rdx, uint64_t rcx = 0) {
-    CpuState& s = vcpu->state();
-    s.halted = false;
-    s.rip = kCodeAddr;
-    s.gpr[kRdi] = rdi;
-    s.gpr[kRsi] = rsi;
-    s.gpr[kRdx] = rdx;
-    s.gpr[kRcx] = rcx;
-    s.gpr[kRsp] = kStackTop - 8;
-    mem->WriteU64(kStackTop - 8, kHltAddr);
-    return vcpu->Run();
+    return CallAt(kCodeAddr, {{kRdi, rdi}, {kRsi, rsi}, {kRdx, rdx}, {kRcx, rcx}});
   }
-
-  NoPorts ports;
-  std::unique_ptr<GuestMemory> mem;
-  std::unique_ptr<Vcpu> vcpu;
 };
 
 std::vector<uint8_t> TestData() {

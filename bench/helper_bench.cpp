@@ -20,18 +20,17 @@
 #include <string>
 #include <vector>
 
-#include "rove/engine/io_ports.h"
-#include "rove/engine/loader/raw_loader.h"
-#include "rove/engine/vcpu.h"
-#include "rove/mmu/guest_memory.h"
+#include "called_guest.h"
 
 namespace rove {
 namespace {
 
-constexpr uint64_t kCodeAddr = 0x100000;
-constexpr uint64_t kHltAddr = 0x0FF000;
+using bench::CalledGuest;
+using bench::kCodeAddr;
+using bench::ReadGuest;
+using bench::ThreadCpuNs;
+
 constexpr uint64_t kIdtAddr = 0x0FE000;
-constexpr uint64_t kStackTop = 0x800000;
 constexpr uint16_t kBenchPort = 0x510;
 
 // Entry points: the 64-byte slots of helper_loops.asm.
@@ -66,13 +65,6 @@ class CountingPort : public IoPorts {
   uint64_t outs = 0;
 };
 
-std::vector<uint8_t> ReadGuest(const std::string& name) {
-  std::string path = std::string(ROVE_BENCH_GUEST_DIR) + "/" + name;
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw std::runtime_error("missing guest binary " + path);
-  return {std::istreambuf_iterator<char>(f), {}};
-}
-
 // A 64-bit interrupt gate (type 0xE, present, DPL 0) to `handler` in code segment `cs`.
 void WriteGate(GuestMemory& mem, uint8_t vector, uint16_t cs, uint64_t handler) {
   uint64_t low = (handler & 0xFFFF) | (uint64_t{cs} << 16) | (uint64_t{0x8E} << 40) |
@@ -81,17 +73,9 @@ void WriteGate(GuestMemory& mem, uint8_t vector, uint16_t cs, uint64_t handler) 
   mem.WriteU64(kIdtAddr + vector * 16ull + 8, handler >> 32);
 }
 
-struct HelperGuest {
-  HelperGuest() : mem(GuestMemory::Create(64ull << 20)) {
-    vcpu = std::make_unique<Vcpu>(*mem, ports);
-    loader::RawBinaryOptions opt;
-    opt.load_address = kCodeAddr;
-    opt.entry = kCodeAddr;
-    opt.mode = loader::EntryMode::kLong64;
-    opt.stack_pointer = kStackTop;
-    loader::LoadRawBinary(*mem, vcpu->state(), ReadGuest("helper_loops.bin"), opt);
-    uint8_t hlt = 0xF4;
-    mem->Write(kHltAddr, &hlt, 1);
+struct HelperGuest : CalledGuest {
+  HelperGuest()
+      : CalledGuest(ReadGuest("helper_loops.bin"), 64ull << 20, std::make_unique<CountingPort>()) {
     CpuState& s = vcpu->state();
     s.idtr = {kIdtAddr, 256 * 16 - 1};
     WriteGate(*mem, kVectorUd, s.seg[kCs].selector, kCodeAddr + kUdHandler);
@@ -100,26 +84,11 @@ struct HelperGuest {
 
   // Calls the loop at `slot` as a function returning to a HLT.
   StopInfo Call(Slot slot, uint64_t iterations) {
-    CpuState& s = vcpu->state();
-    s.halted = false;
-    s.rip = kCodeAddr + slot;
-    s.gpr[kRcx] = iterations;
-    s.gpr[kRdx] = kBenchPort;
-    s.gpr[kRsp] = kStackTop - 8;
-    mem->WriteU64(kStackTop - 8, kHltAddr);
-    return vcpu->Run();
+    return CallAt(kCodeAddr + slot, {{kRcx, iterations}, {kRdx, kBenchPort}});
   }
 
-  CountingPort ports;
-  std::unique_ptr<GuestMemory> mem;
-  std::unique_ptr<Vcpu> vcpu;
+  const CountingPort& counting_port() const { return static_cast<const CountingPort&>(*ports); }
 };
-
-double ThreadCpuNs() {
-  timespec ts;
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) * 1e9 + static_cast<double>(ts.tv_nsec);
-}
 
 // Best-of thread CPU ns per iteration of `slot` (translated and warm).
 double CpuNsPerIteration(HelperGuest& g, Slot slot, uint64_t iterations, int runs) {
@@ -194,14 +163,14 @@ BENCHMARK(BM_CpuidNative);
 
 void BM_PortIn(benchmark::State& state) {
   RunHelper(state, kSlotIn, 100000, [](const HelperGuest& g, uint64_t calls) {
-    return g.ports.ins == calls && (g.vcpu->state().gpr[kRax] & 0xFF) == 0x5A;
+    return g.counting_port().ins == calls && (g.vcpu->state().gpr[kRax] & 0xFF) == 0x5A;
   });
 }
 BENCHMARK(BM_PortIn)->Unit(benchmark::kMillisecond);
 
 void BM_PortOut(benchmark::State& state) {
   RunHelper(state, kSlotOut, 100000,
-            [](const HelperGuest& g, uint64_t calls) { return g.ports.outs == calls; });
+            [](const HelperGuest& g, uint64_t calls) { return g.counting_port().outs == calls; });
 }
 BENCHMARK(BM_PortOut)->Unit(benchmark::kMillisecond);
 
