@@ -150,16 +150,7 @@ ud32_handler:
   add dword [esp], 2
   iret
 
-puts32:
-  mov dx, CONSOLE_PORT
-.next:
-  lodsb
-  test al, al
-  jz .done
-  out dx, al
-  jmp .next
-.done:
-  ret
+%include "puts32.inc"
 
 bits 64
 lm64:

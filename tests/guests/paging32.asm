@@ -189,16 +189,7 @@ pf_handler:
   add esp, 4
   iret
 
-puts32:
-  mov dx, CONSOLE_PORT
-.next:
-  lodsb
-  test al, al
-  jz .done
-  out dx, al
-  jmp .next
-.done:
-  ret
+%include "puts32.inc"
 
 msg_start: db "paging32: 32-bit paging, then PAE", 10, 0
 msg_done: db "paging32: faults resolved in both modes", 10, 0

@@ -165,16 +165,7 @@ gp_handler:
   add esp, 4
   iret
 
-puts32:
-  mov dx, CONSOLE_PORT
-.next:
-  lodsb
-  test al, al
-  jz .done
-  out dx, al
-  jmp .next
-.done:
-  ret
+%include "puts32.inc"
 
 ; 32-bit code for the segment based at 0x20000 (its own section: offsets are relative to the
 ; segment base; the image is copied there at run time).
