@@ -12,59 +12,12 @@
 #include <thread>
 #include <vector>
 
+#include "long_mode_guest.h"
 #include "rove/mmu/guest_memory.h"
 #include "rove/translator/cpu_state.h"
 
 namespace rove {
 namespace {
-
-// Long-mode guest: identity-mapped first 1 GiB with 2 MiB pages, code at 0x100000,
-// stack top at 0x80000, data at 0x200000.
-class LongModeGuest {
- public:
-  static constexpr uint64_t kCode = 0x100000;
-  static constexpr uint64_t kData = 0x200000;
-  static constexpr uint64_t kStackTop = 0x80000;
-
-  LongModeGuest() : mem(GuestMemory::Create(64ull << 20)) {
-    const uint64_t pml4 = 0x1000, pdpt = 0x2000, pd = 0x3000;
-    mem->WriteU64(pml4, pdpt | 0x7);
-    mem->WriteU64(pdpt, pd | 0x7);
-    for (uint64_t i = 0; i < 512; ++i) mem->WriteU64(pd + 8 * i, (i << 21) | 0x87);
-    ResetCpuState(state);
-    state.cr0 = cr0::kPe | cr0::kPg | cr0::kEt | cr0::kNe | cr0::kWp;
-    state.cr3 = pml4;
-    state.cr4 = cr4::kPae | cr4::kOsfxsr | cr4::kOsxmmexcpt;
-    state.efer = efer::kLme | efer::kLma | efer::kNxe | efer::kSce;
-    for (auto& s : state.seg) {
-      s.base = 0;
-      s.limit = 0xFFFFFFFF;
-      s.attr = seg_attr::kP | seg_attr::kS | seg_attr::kTypeWritable | seg_attr::kTypeAccessed |
-               seg_attr::kDb | seg_attr::kG;
-    }
-    state.seg[kCs].attr = seg_attr::kP | seg_attr::kS | seg_attr::kTypeCode |
-                          seg_attr::kTypeReadable | seg_attr::kL | seg_attr::kG;
-    state.seg[kCs].selector = 0x8;
-    state.rip = kCode;
-    state.gpr[kRsp] = kStackTop;
-    cpu = std::make_unique<BtCpu>(*mem, state);
-  }
-
-  void Load(const std::vector<uint8_t>& code) { mem->Write(kCode, code.data(), code.size()); }
-
-  // Runs until the emulator would be needed (HLT ends every program here).
-  Exit RunToEmulate() {
-    for (int i = 0; i < 1000; ++i) {
-      Exit e = cpu->Run();
-      if (e.reason != ExitReason::kRequest) return e;
-    }
-    return Exit{};
-  }
-
-  std::unique_ptr<GuestMemory> mem;
-  CpuState state;
-  std::unique_ptr<BtCpu> cpu;
-};
 
 TEST(BtCpu, RegisterArithmeticAndHlt) {
   LongModeGuest g;

@@ -61,8 +61,9 @@ struct Insn {
   uint32_t live_before = kArithFlags;
   uint32_t used_regs = 0;  // bit per host GPR id: every GPR the instruction names
   // Register liveness (bit per GPR id), including implicit and hidden operands.
-  uint16_t regs_read = 0;    // values the instruction needs (partial and conditional writes too)
-  uint16_t regs_killed = 0;  // registers it overwrites entirely (32/64-bit writes)
+  uint16_t regs_read = 0;     // values the instruction needs (partial and conditional writes too)
+  uint16_t regs_killed = 0;   // registers it overwrites entirely (32/64-bit writes)
+  uint16_t regs_written = 0;  // registers it writes at all (partial and conditional too)
   uint16_t live_regs_before = 0xFFFF;  // everything is live at the block end
   bool uses_high_byte = false;
   bool uses_rsp = false;
@@ -335,6 +336,7 @@ void ComputeRegisterUse(Insn& in) {
         const uint16_t bit = static_cast<uint16_t>(1u << id);
         if (op.actions & ZYDIS_OPERAND_ACTION_MASK_READ) in.regs_read |= bit;
         if (op.actions & ZYDIS_OPERAND_ACTION_MASK_WRITE) {
+          in.regs_written |= bit;
           // A conditional or 8/16-bit write keeps (part of) the old value: that is a use.
           const bool full = !(op.actions & ZYDIS_OPERAND_ACTION_CONDWRITE) &&
                             ZydisRegisterGetWidth(ZYDIS_MACHINE_MODE_LONG_64, op.reg.value) >= 32;
@@ -457,9 +459,19 @@ struct Reencoded {
   ZyanUSize length = 0;
 };
 
+// A memory operand rewritten to [base + index*scale + disp] (host registers), for accesses
+// whose host address is formed directly from a host base register.
+struct Rebase {
+  int base = -1;
+  int index = -1;
+  uint8_t scale = 1;
+  int64_t disp = 0;
+};
+
 // Re-encodes a decoded guest instruction for 64-bit execution, optionally replacing its memory
-// operand by [mem_base] and RSP references by `rsp_subst`.
-bool Reencode(const Insn& in, int mem_base, int rsp_subst, Reencoded& out) {
+// operand by [mem_base] (or by `rebase`) and RSP references by `rsp_subst`.
+bool Reencode(const Insn& in, int mem_base, int rsp_subst, Reencoded& out,
+              const Rebase* rebase = nullptr) {
   ZydisEncoderRequest req;
   if (ZYAN_FAILED(ZydisEncoderDecodedInstructionToEncoderRequest(&in.d, in.ops,
                                                                  in.d.operand_count_visible, &req)))
@@ -477,7 +489,14 @@ bool Reencode(const Insn& in, int mem_base, int rsp_subst, Reencoded& out) {
       if (rsp_subst >= 0 && IsRspFamily(op.reg.value))
         op.reg.value = SubstituteGpr(op.reg.value, rsp_subst);
     } else if (op.type == ZYDIS_OPERAND_TYPE_MEMORY) {
-      if (mem_base >= 0) {
+      if (rebase) {
+        op.mem.base = ZydisRegisterEncode(ZYDIS_REGCLASS_GPR64, static_cast<ZyanU8>(rebase->base));
+        op.mem.index = rebase->index < 0 ? ZYDIS_REGISTER_NONE
+                                         : ZydisRegisterEncode(ZYDIS_REGCLASS_GPR64,
+                                                               static_cast<ZyanU8>(rebase->index));
+        op.mem.scale = rebase->index < 0 ? 0 : rebase->scale;
+        op.mem.displacement = rebase->disp;
+      } else if (mem_base >= 0) {
         op.mem.base = ZydisRegisterEncode(ZYDIS_REGCLASS_GPR64, static_cast<ZyanU8>(mem_base));
         op.mem.index = ZYDIS_REGISTER_NONE;
         op.mem.scale = 0;
@@ -522,6 +541,47 @@ struct Scratch {
   uint16_t saves = 0;        // dead registers to store before their first use as scratch
   uint16_t spills = 0;       // live registers: stored before, reloaded after
 };
+
+// Counted-loop versioning. A block that branches back to its own start with `cmp iv, bound;
+// jb/jne` after a single `iv += step` gets a second, fast version of its body: memory operands
+// whose address is a loop-invariant part plus at most one varying register (the induction
+// variable, or a register just loaded by MOVZX and so bounded) are checked once for a whole
+// range in a header, and then use a host base register (a register the block never names)
+// with no soft-TLB lookup at all. The fast latch also stops when the induction variable
+// reaches the end of the checked pages; the header then checks the next ones. See
+// docs/ARCHITECTURE.md ("Counted loops").
+struct LoopGroup {
+  int inv_base = -1;  // invariant registers of the address (kRsp: guest RSP), or -1
+  int inv_index = -1;
+  uint8_t inv_scale = 1;
+  int var = -1;  // stream groups: the induction variable (its term is in the access), else -1
+  uint8_t var_scale = 1;
+  int64_t lo = 0;  // bytes touched at iteration 0, relative to the invariant part (plus the
+  int64_t hi = 0;  // induction term for stream groups), inclusive
+  bool write = false;
+  bool absolute = false;  // no invariant register: lo/hi are absolute addresses
+  int reg = -1;           // host register: invariant part + lo + (host - linear)
+};
+struct LoopAccess {
+  int group = -1;
+  int var = -1;  // the varying register left in the access, or -1
+  uint8_t var_scale = 1;
+  int64_t disp = 0;  // displacement from the invariant part plus the varying term
+};
+struct LoopPlan {
+  int iv = -1;
+  int64_t step = 0;
+  int bound = -1;  // register, or -1 for bound_imm
+  int64_t bound_imm = 0;
+  bool jne = false;
+  std::vector<LoopGroup> groups;
+  std::vector<LoopAccess> access;  // per instruction
+  uint16_t pinned = 0;             // host registers holding group bases
+  int64_t max_iterations = 1;      // per header: bounds the time between exit-request checks
+};
+
+// Guest instructions a fast loop may run between two exit-request checks (a few microseconds).
+constexpr int64_t kLoopInsnBudget = 16384;
 
 class BlockEmitter {
  public:
@@ -636,7 +696,7 @@ class BlockEmitter {
   int Pick(size_t index, uint16_t& taken, bool low_only, bool operand, Scratch& sc,
            bool dead_only = false) {
     const Insn& in = insns_[index];
-    uint16_t allowed = static_cast<uint16_t>(~taken & ~(1u << kRsp));
+    uint16_t allowed = static_cast<uint16_t>(~taken & ~(1u << kRsp) & ~reserved_);
     if (low_only) allowed &= 0x00FF;
     if (operand) allowed &= static_cast<uint16_t>(~in.used_regs);
     const uint16_t dead = allowed & DeadAt(index);
@@ -1006,6 +1066,7 @@ class BlockEmitter {
         static_cast<uint16_t>(clobbered_ & ~insns_[index].regs_killed & ~sc.spills);
     const bool flags_path = sc.flags_path;
     const uint16_t spills = sc.spills;
+    const bool fast = fast_;
     deferred_.push_back([=, this] {
       a_.bind(slow);
       address();
@@ -1031,6 +1092,7 @@ class BlockEmitter {
         a_.bind(post);
         site_labels.push_back({post, size, 1, index, true});
       }
+      if (fast) ReloadLoopBases();
       a_.jmp(resume);
     });
   }
@@ -1062,6 +1124,24 @@ class BlockEmitter {
   static constexpr bool kUseFlagsPath = true;
   int64_t check_at_ = -1;  // instruction whose flag-clobbering access holds the exit check
 
+  // ---- counted loops ----
+  bool PlanLoop();
+  bool PlanLoopAccess(size_t index, const std::vector<int>& writes, const std::vector<int>& def);
+  void EmitLoopVersion(Label generic);
+  void LoadGuest(x86::Gp dst, int reg, uint16_t clobbered);
+  void LoadGroupAddress(x86::Gp dst, x86::Gp tmp, const LoopGroup& g, int64_t offset,
+                        uint16_t clobbered);
+  void EmitLoopTlbCheck(x86::Gp addr, x86::Gp out, x86::Gp index, bool write, Label fail);
+  bool EmitHoistedMem(size_t index);
+  // Puts the group base registers back after a slow path loaded guest values into them.
+  void ReloadLoopBases() {
+    for (size_t g = 0; g < loop_.groups.size(); ++g)
+      if (loop_.groups[g].reg >= 0) a_.mov(G(loop_.groups[g].reg), Gs(ROVE_CTX(loop_base) + 8 * g));
+  }
+  LoopPlan loop_;
+  bool fast_ = false;      // emitting the fast version of a counted loop
+  uint16_t reserved_ = 0;  // host registers scratch allocation must not use
+
   BtCpu::Impl& impl_;
   bt::TransMode mode_;
   uint64_t cs_base_;
@@ -1076,6 +1156,14 @@ class BlockEmitter {
 void BlockEmitter::Emit() {
   MarkInsn(0);
   unchecked = a_.newLabel();
+  const bool versioned = PlanLoop();
+  if (versioned) {
+    impl_.stats.counted_loops++;
+    Label generic = a_.newLabel();
+    EmitLoopVersion(generic);
+    a_.bind(generic);
+    MarkInsn(0);
+  }
   // The exit-request check: in the first flag-clobbering memory access when there is one (its
   // guest flags are pushed anyway), else at the block entry. Every path through the block
   // passes it or leaves the block.
@@ -1138,7 +1226,7 @@ void BlockEmitter::Emit() {
     a_.bind(go);
     restore();
   }
-  a_.bind(unchecked);
+  if (!versioned) a_.bind(unchecked);
   for (size_t i = 0; i < insns_.size(); ++i) {
     EmitInsn(i);
     clobbered_ &= static_cast<uint16_t>(~insns_[i].regs_killed);
@@ -1325,6 +1413,7 @@ void BlockEmitter::EmitIdent(size_t index) {
 }
 
 void BlockEmitter::EmitMem(size_t index) {
+  if (fast_ && EmitHoistedMem(index)) return;
   Insn& in = insns_[index];
   const auto& op = in.ops[in.mem_index];
   Scratch sc;
@@ -1698,6 +1787,507 @@ void BlockEmitter::EmitLoop(size_t index) {
   EmitDirectJump(taken_rip, in.rip);
   a_.bind(fall);
   EmitDirectJump(in.next_rip, in.rip);
+}
+
+// ------------------------------------------------------------------------------------------
+// Counted loops
+// ------------------------------------------------------------------------------------------
+
+// Instructions whose only possible fault is their memory access: once the access is known to
+// hit mapped RAM with the right permission, they cannot fault at all.
+bool FaultsOnlyByAccess(const Insn& in) {
+  if (in.d.mnemonic == ZYDIS_MNEMONIC_DIV || in.d.mnemonic == ZYDIS_MNEMONIC_IDIV) return false;
+  switch (in.d.mnemonic) {
+    // A register bit offset addresses memory beyond the operand.
+    case ZYDIS_MNEMONIC_BT:
+    case ZYDIS_MNEMONIC_BTS:
+    case ZYDIS_MNEMONIC_BTR:
+    case ZYDIS_MNEMONIC_BTC:
+      return false;
+    default:
+      break;
+  }
+  switch (in.d.meta.category) {
+    case ZYDIS_CATEGORY_BINARY:
+    case ZYDIS_CATEGORY_LOGICAL:
+    case ZYDIS_CATEGORY_SHIFT:
+    case ZYDIS_CATEGORY_ROTATE:
+    case ZYDIS_CATEGORY_BITBYTE:
+    case ZYDIS_CATEGORY_CMOV:
+    case ZYDIS_CATEGORY_SETCC:
+    case ZYDIS_CATEGORY_DATAXFER:
+    case ZYDIS_CATEGORY_CONVERT:
+    case ZYDIS_CATEGORY_BMI1:
+    case ZYDIS_CATEGORY_BMI2:
+    case ZYDIS_CATEGORY_LZCNT:
+      return true;
+    default:
+      return false;
+  }
+}
+
+bool IsPowerOfTwo(int64_t v) {
+  return v > 0 && (v & (v - 1)) == 0;
+}
+
+int Log2(int64_t v) {
+  int n = 0;
+  while ((int64_t{1} << n) < v) ++n;
+  return n;
+}
+
+// Recognises the counted loop and plans its hoisted address groups. `writes[r]` counts the
+// instructions writing register r; `def[r]` is the one that does when there is exactly one.
+bool BlockEmitter::PlanLoop() {
+  const size_t n = insns_.size();
+  if (!impl_.options.counted_loops) return false;
+  if (mode_.code_bits != 64 || mode_.single_step || n < 3 || n > 64) return false;
+  const Insn& jcc = insns_[n - 1];
+  if (jcc.kind != Kind::kJcc) return false;
+  if (jcc.d.mnemonic != ZYDIS_MNEMONIC_JB && jcc.d.mnemonic != ZYDIS_MNEMONIC_JNZ) return false;
+  if (jcc.next_rip + static_cast<uint64_t>(jcc.ops[0].imm.value.s) != insns_[0].rip) return false;
+  // The whole block in one page (a same-page chain target, like any self loop).
+  if (((jcc.next_rip - 1 + cs_base_) ^ block_linear_) & kPageMask) return false;
+  const Insn& cmp = insns_[n - 2];
+  if (cmp.d.mnemonic != ZYDIS_MNEMONIC_CMP || cmp.kind != Kind::kIdent ||
+      cmp.d.operand_width != 64 || cmp.ops[0].type != ZYDIS_OPERAND_TYPE_REGISTER)
+    return false;
+  LoopPlan plan;
+  plan.jne = jcc.d.mnemonic == ZYDIS_MNEMONIC_JNZ;
+  plan.iv = GprId(cmp.ops[0].reg.value);
+  if (plan.iv < 0 || plan.iv == kRsp) return false;
+  if (cmp.ops[1].type == ZYDIS_OPERAND_TYPE_REGISTER) {
+    plan.bound = GprId(cmp.ops[1].reg.value);
+    if (plan.bound < 0 || plan.bound == kRsp || plan.bound == plan.iv) return false;
+  } else if (cmp.ops[1].type == ZYDIS_OPERAND_TYPE_IMMEDIATE) {
+    plan.bound_imm = cmp.ops[1].imm.value.s;
+  } else {
+    return false;
+  }
+
+  std::vector<int> writes(16, 0), def(16, -1);
+  uint16_t named = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const Insn& in = insns_[i];
+    named |= static_cast<uint16_t>(in.used_regs | in.regs_read | in.regs_written);
+    if (i + 2 >= n) continue;
+    switch (in.kind) {
+      case Kind::kIdent:
+      case Kind::kMem:
+      case Kind::kLea:
+      case Kind::kDrop:
+        break;
+      default:
+        return false;
+    }
+    if (in.writes_rsp) return false;
+    for (int r = 0; r < 16; ++r)
+      if (in.regs_written & (1u << r)) {
+        ++writes[r];
+        def[r] = static_cast<int>(i);
+      }
+  }
+  // The induction variable: one `inc iv`, `add iv, imm` or `lea iv, [iv + imm]`, step > 0.
+  if (writes[plan.iv] != 1) return false;
+  const Insn& upd = insns_[static_cast<size_t>(def[plan.iv])];
+  const bool upd_reg64 =
+      upd.ops[0].type == ZYDIS_OPERAND_TYPE_REGISTER && GprId(upd.ops[0].reg.value) == plan.iv &&
+      ZydisRegisterGetWidth(ZYDIS_MACHINE_MODE_LONG_64, upd.ops[0].reg.value) == 64;
+  if (!upd_reg64) return false;
+  if (upd.d.mnemonic == ZYDIS_MNEMONIC_INC) {
+    plan.step = 1;
+  } else if (upd.d.mnemonic == ZYDIS_MNEMONIC_ADD &&
+             upd.ops[1].type == ZYDIS_OPERAND_TYPE_IMMEDIATE) {
+    plan.step = upd.ops[1].imm.value.s;
+  } else if (upd.d.mnemonic == ZYDIS_MNEMONIC_LEA && GprId(upd.ops[1].mem.base) == plan.iv &&
+             upd.ops[1].mem.index == ZYDIS_REGISTER_NONE) {
+    plan.step = upd.ops[1].mem.disp.has_displacement ? upd.ops[1].mem.disp.value : 0;
+  } else {
+    return false;
+  }
+  if (plan.step <= 0 || plan.step > 4096) return false;
+  if (plan.bound >= 0 && writes[plan.bound] != 0) return false;
+
+  loop_ = std::move(plan);
+  loop_.access.assign(n, LoopAccess{});
+  for (size_t i = 0; i + 2 < n; ++i)
+    if (insns_[i].kind == Kind::kMem && !PlanLoopAccess(i, writes, def)) loop_.access[i].group = -1;
+  // Groups spanning a page or more stay checked per access; the others get a free register.
+  uint16_t free_regs = static_cast<uint16_t>(~named & ~(1u << kRsp));
+  std::vector<int> group_reg(loop_.groups.size(), -1);
+  for (size_t g = 0; g < loop_.groups.size(); ++g) {
+    LoopGroup& grp = loop_.groups[g];
+    if (grp.hi - grp.lo >= static_cast<int64_t>(kPageSize)) continue;
+    for (int r : kScratchOrder)
+      if (free_regs & (1u << r)) {
+        grp.reg = r;
+        free_regs &= static_cast<uint16_t>(~(1u << r));
+        loop_.pinned |= static_cast<uint16_t>(1u << r);
+        break;
+      }
+    if (grp.reg < 0 || g >= static_cast<size_t>(bt::kLoopGroups)) grp.reg = -1;
+  }
+  bool any = false;
+  for (size_t i = 0; i < n; ++i) {
+    LoopAccess& la = loop_.access[i];
+    if (la.group >= 0 && loop_.groups[static_cast<size_t>(la.group)].reg < 0) la.group = -1;
+    if (la.group >= 0) {
+      const int64_t rel = la.disp - loop_.groups[static_cast<size_t>(la.group)].lo;
+      if (rel < INT32_MIN || rel > INT32_MAX) la.group = -1;
+    }
+    any = any || la.group >= 0;
+  }
+  loop_.pinned = 0;
+  for (const auto& grp : loop_.groups)
+    if (grp.reg >= 0) loop_.pinned |= static_cast<uint16_t>(1u << grp.reg);
+  if (!any) return false;
+  // The fast version leaves the guest flags behind at its start and in its latch: they must be
+  // dead there, with no possible fault before the block rewrites them.
+  bool dead = false;
+  for (size_t j = 0; j < n && !dead; ++j) {
+    const Insn& in = insns_[j];
+    if (in.flags_read & kArithFlags) return false;
+    const bool hoisted = loop_.access[j].group >= 0;
+    if (!hoisted && CanFault(in)) return false;
+    dead = (in.flags_written & kArithFlags) == kArithFlags;
+  }
+  if (!dead) return false;
+  loop_.max_iterations = std::max<int64_t>(1, kLoopInsnBudget / static_cast<int64_t>(n));
+  return true;
+}
+
+// Classifies the memory operand of instruction `index` for hoisting: the invariant part of its
+// address and at most one varying register. Returns false when it stays checked per access.
+bool BlockEmitter::PlanLoopAccess(size_t index, const std::vector<int>& writes,
+                                  const std::vector<int>& def) {
+  const Insn& in = insns_[index];
+  if (!FaultsOnlyByAccess(in)) return false;
+  const auto& op = in.ops[in.mem_index];
+  const auto& mem = op.mem;
+  if (mem.type != ZYDIS_MEMOP_TYPE_MEM || in.d.address_width != 64) return false;
+  if (mem.segment == ZYDIS_REGISTER_FS || mem.segment == ZYDIS_REGISTER_GS) return false;
+  for (int i = 0; i < in.d.operand_count; ++i)
+    if (in.ops[i].type == ZYDIS_OPERAND_TYPE_REGISTER && IsRspFamily(in.ops[i].reg.value))
+      return false;
+  const int64_t size = std::max<int64_t>(1, op.size / 8);
+  if (size > 64) return false;
+  const bool write = (op.actions & ZYDIS_OPERAND_ACTION_MASK_WRITE) != 0;
+
+  LoopGroup key;
+  LoopAccess la;
+  int64_t disp = mem.disp.has_displacement ? mem.disp.value : 0;
+  int64_t var_range = 0;  // bounded register: largest value
+  bool var_is_iv = false;
+  bool rip_relative = false;
+  auto classify = [&](int reg, uint8_t scale, bool is_base) -> bool {
+    if (reg < 0) return true;
+    const bool invariant = writes[static_cast<size_t>(reg)] == 0;
+    if (invariant) {
+      if (is_base)
+        key.inv_base = reg;
+      else {
+        key.inv_index = reg;
+        key.inv_scale = scale;
+      }
+      return true;
+    }
+    if (la.var >= 0) return false;  // two varying registers
+    la.var = reg;
+    la.var_scale = scale;
+    if (reg == loop_.iv) {
+      var_is_iv = true;
+      return true;
+    }
+    // Bounded: written once, earlier in the block, by MOVZX into 32/64 bits.
+    const int d = def[static_cast<size_t>(reg)];
+    if (writes[static_cast<size_t>(reg)] != 1 || d < 0 || static_cast<size_t>(d) >= index)
+      return false;
+    const Insn& dz = insns_[static_cast<size_t>(d)];
+    if (dz.d.mnemonic != ZYDIS_MNEMONIC_MOVZX || dz.ops[0].size < 32) return false;
+    var_range = dz.ops[1].size == 8 ? 0xFF : dz.ops[1].size == 16 ? 0xFFFF : -1;
+    return var_range > 0;
+  };
+  if (mem.base == ZYDIS_REGISTER_RIP) {
+    rip_relative = true;
+    disp = static_cast<int64_t>(in.next_rip + static_cast<uint64_t>(disp));
+  } else if (!classify(GprId(mem.base), 1, true)) {
+    return false;
+  }
+  if (!classify(GprId(mem.index), mem.scale ? mem.scale : 1, false)) return false;
+  la.disp = disp;
+  if (var_is_iv) {
+    key.var = la.var;
+    key.var_scale = la.var_scale;
+    // Accesses after the update see the next value: their range at iteration 0 is one step on.
+    if (def[static_cast<size_t>(loop_.iv)] < static_cast<int>(index))
+      disp += loop_.step * la.var_scale;
+    if (!IsPowerOfTwo(loop_.step * la.var_scale)) return false;
+  }
+  key.absolute = key.inv_base < 0 && key.inv_index < 0;
+  (void)rip_relative;
+  const int64_t lo = disp;
+  const int64_t hi = disp + var_range * (la.var >= 0 && !var_is_iv ? la.var_scale : 0) + size - 1;
+  // Absolute groups of far-apart addresses are separate groups.
+  for (size_t g = 0; g < loop_.groups.size(); ++g) {
+    LoopGroup& grp = loop_.groups[g];
+    if (grp.inv_base != key.inv_base || grp.inv_index != key.inv_index ||
+        grp.inv_scale != key.inv_scale || grp.var != key.var || grp.var_scale != key.var_scale)
+      continue;
+    const int64_t nlo = std::min(grp.lo, lo), nhi = std::max(grp.hi, hi);
+    if (nhi - nlo >= static_cast<int64_t>(kPageSize)) continue;
+    grp.lo = nlo;
+    grp.hi = nhi;
+    grp.write = grp.write || write;
+    la.group = static_cast<int>(g);
+    loop_.access[index] = la;
+    return true;
+  }
+  key.lo = lo;
+  key.hi = hi;
+  key.write = write;
+  la.group = static_cast<int>(loop_.groups.size());
+  loop_.groups.push_back(key);
+  loop_.access[index] = la;
+  return true;
+}
+
+// dst = the guest value of `reg` (from its slot when `clobbered` says the host register is in
+// use; guest RSP from the context).
+void BlockEmitter::LoadGuest(x86::Gp dst, int reg, uint16_t clobbered) {
+  if (reg == kRsp)
+    a_.mov(dst, Gs(ROVE_CTX(guest_rsp)));
+  else if (clobbered & (1u << reg))
+    a_.mov(dst, Slot(reg));
+  else if (dst.id() != static_cast<uint32_t>(reg))
+    a_.mov(dst, G(reg));
+}
+
+// dst = linear address of byte `offset` of group `g` at iteration 0 (the induction term
+// included for stream groups).
+void BlockEmitter::LoadGroupAddress(x86::Gp dst, x86::Gp tmp, const LoopGroup& g, int64_t offset,
+                                    uint16_t clobbered) {
+  bool first = true;
+  auto add_term = [&](int reg, uint8_t scale) {
+    if (reg < 0) return;
+    if (first && scale == 1) {
+      LoadGuest(dst, reg, clobbered);
+    } else {
+      if (first) a_.xor_(dst.r32(), dst.r32());
+      LoadGuest(tmp, reg, clobbered);
+      a_.lea(dst, x86::ptr(dst, tmp, static_cast<uint32_t>(Log2(scale))));
+    }
+    first = false;
+  };
+  add_term(g.inv_base, 1);
+  add_term(g.inv_index, g.inv_scale);
+  add_term(g.var, g.var_scale);
+  if (first) {
+    a_.mov(dst, static_cast<uint64_t>(offset));
+  } else if (offset >= INT32_MIN && offset <= INT32_MAX) {
+    if (offset != 0) a_.lea(dst, x86::ptr(dst, static_cast<int32_t>(offset)));
+  } else {
+    a_.mov(tmp, static_cast<uint64_t>(offset));
+    a_.add(dst, tmp);
+  }
+}
+
+// out = host - linear for the page of `addr` when the soft TLB has it with the permission,
+// else jumps to `fail`. Clobbers flags and `index`.
+void BlockEmitter::EmitLoopTlbCheck(x86::Gp addr, x86::Gp out, x86::Gp index, bool write,
+                                    Label fail) {
+  const size_t set = ROVE_CTX(tlb) + mode_.view * sizeof(TlbSet) + offsetof(TlbSet, entry);
+  const size_t tag =
+      set + (write ? offsetof(TlbEntry, write_neg_tag) : offsetof(TlbEntry, read_neg_tag));
+  a_.rorx(index, addr, 12 - kTlbEntryShift);
+  a_.and_(index.r32(), static_cast<int32_t>((kTlbEntries - 1) << kTlbEntryShift));
+  a_.mov(out, addr);
+  a_.add(out, GsIndexed(tag, index, 0));
+  a_.cmp(out, static_cast<int32_t>(kPageSize - 1));
+  a_.ja(fail);
+  a_.mov(out, GsIndexed(set + offsetof(TlbEntry, addend), index, 0));
+}
+
+// The header (entered at the block start and whenever the fast version has used up its
+// checked pages) and the fast version; `generic` is the ordinary translation, which the header
+// falls back to when a range is not in the soft TLB, crosses into a page with another host
+// mapping, or would fault: that iteration then runs checked (filling the TLB or faulting
+// precisely) and its back edge comes here again.
+void BlockEmitter::EmitLoopVersion(Label generic) {
+  const size_t n = insns_.size();
+  Label header = a_.newLabel();
+  Label fast = a_.newLabel();
+  Label fail = a_.newLabel();
+  Label leave = a_.newLabel();
+  a_.bind(header);
+  a_.bind(unchecked);
+  a_.pushfq();
+  a_.cmp(Gs(ROVE_CTX(exit_request)), 0);
+  a_.jne(leave);
+  // Three temporaries: the group registers first, then others (saved and put back).
+  uint16_t temps = 0;
+  std::vector<int> t;
+  for (int r : kScratchOrder)
+    if (loop_.pinned & (1u << r)) t.push_back(r);
+  for (int r : kScratchOrder)
+    if (t.size() < 3 && !(loop_.pinned & (1u << r))) t.push_back(r);
+  t.resize(3);
+  for (int r : t) temps |= static_cast<uint16_t>(1u << r);
+  for (int r : t) Save(r);
+  const x86::Gp t0 = G(t[0]), t1 = G(t[1]), t2 = G(t[2]);
+  bool have_k = false;
+  for (size_t g = 0; g < loop_.groups.size(); ++g) {
+    const LoopGroup& grp = loop_.groups[g];
+    if (grp.reg < 0) continue;
+    const size_t slot = ROVE_CTX(loop_base) + 8 * g;
+    LoadGroupAddress(t0, t1, grp, grp.lo, temps);
+    EmitLoopTlbCheck(t0, t1, t2, grp.write, fail);
+    a_.mov(Gs(slot), t1);
+    if (grp.hi != grp.lo) {
+      a_.lea(t0, x86::ptr(t0, static_cast<int32_t>(grp.hi - grp.lo)));
+      EmitLoopTlbCheck(t0, t1, t2, grp.write, fail);
+      a_.cmp(t1, Gs(slot));
+      a_.jne(fail);
+    }
+    // slot = host - linear + lo: the base register is then the invariant part plus the slot.
+    if (grp.lo >= INT32_MIN && grp.lo <= INT32_MAX) {
+      if (grp.lo != 0) a_.add(Gs(slot), static_cast<int32_t>(grp.lo));
+    } else {
+      a_.mov(t1, static_cast<uint64_t>(grp.lo));
+      a_.add(Gs(slot), t1);
+    }
+    if (grp.var >= 0) {
+      // Iterations before the group's last byte leaves its page: (bytes left) / D + 1.
+      a_.mov(t1, t0);
+      a_.not_(t1);
+      a_.and_(t1, static_cast<int32_t>(kPageSize - 1));
+      const int shift = Log2(loop_.step * grp.var_scale);
+      if (shift) a_.shr(t1, shift);
+      a_.inc(t1);
+      if (have_k) {
+        Label keep = a_.newLabel();
+        a_.cmp(t1, Gs(ROVE_CTX(loop_limit)));
+        a_.jae(keep);
+        a_.mov(Gs(ROVE_CTX(loop_limit)), t1);
+        a_.bind(keep);
+      } else {
+        a_.mov(Gs(ROVE_CTX(loop_limit)), t1);
+        have_k = true;
+      }
+    }
+  }
+  // limit = iv + min(k, max) * step, capped by the guest's own bound (for JNE only when the
+  // bound is ahead); an overflowing limit takes the generic path.
+  a_.mov(t1, static_cast<uint64_t>(loop_.max_iterations));
+  if (have_k) {
+    Label keep = a_.newLabel();
+    a_.cmp(t1, Gs(ROVE_CTX(loop_limit)));
+    a_.jbe(keep);
+    a_.mov(t1, Gs(ROVE_CTX(loop_limit)));
+    a_.bind(keep);
+  }
+  if (IsPowerOfTwo(loop_.step)) {
+    if (loop_.step > 1) a_.shl(t1, Log2(loop_.step));
+  } else {
+    a_.imul(t1, t1, static_cast<int32_t>(loop_.step));
+  }
+  LoadGuest(t0, loop_.iv, temps);
+  a_.add(t1, t0);
+  a_.jc(fail);
+  if (loop_.bound >= 0)
+    LoadGuest(t2, loop_.bound, temps);
+  else
+    a_.mov(t2, static_cast<uint64_t>(loop_.bound_imm));
+  Label done = a_.newLabel();
+  if (loop_.jne) {
+    a_.cmp(t2, t0);
+    a_.jbe(done);
+  }
+  a_.cmp(t2, t1);
+  a_.cmovb(t1, t2);
+  a_.bind(done);
+  a_.mov(Gs(ROVE_CTX(loop_limit)), t1);
+  // Guest values back in the temporaries that are not group registers; group registers get
+  // their bases (their guest values stay in their slots until the fast version ends).
+  LoadMask(static_cast<uint16_t>(temps & ~loop_.pinned));
+  for (size_t g = 0; g < loop_.groups.size(); ++g) {
+    const LoopGroup& grp = loop_.groups[g];
+    if (grp.reg < 0) continue;
+    const x86::Gp base = G(grp.reg);
+    const size_t slot = ROVE_CTX(loop_base) + 8 * g;
+    a_.mov(base, Gs(slot));
+    auto add_term = [&](int reg, uint8_t scale) {
+      if (reg < 0) return;
+      if (reg == kRsp) {
+        a_.add(base, Gs(ROVE_CTX(guest_rsp)));
+        return;
+      }
+      a_.lea(base, x86::ptr(base, G(reg), static_cast<uint32_t>(Log2(scale))));
+    };
+    add_term(grp.inv_base, 1);
+    add_term(grp.inv_index, grp.inv_scale);
+    a_.mov(Gs(slot), base);
+  }
+  a_.inc(Gs(ROVE_CTX(loop_fast_entries)));
+  a_.lea(x86::rsp, x86::ptr(x86::rsp, 8));  // the guest flags are dead in the fast version
+  deferred_.push_back([this, fail, leave, temps, generic] {
+    a_.bind(fail);
+    LoadMask(temps);
+    a_.popfq();
+    a_.jmp(generic);
+    a_.bind(leave);
+    a_.popfq();
+    EmitExit(insns_[0].rip, bt::kExitRequest);
+  });
+
+  // The fast version: group registers reserved, their guest values in their slots.
+  a_.bind(fast);
+  const int64_t saved_check = check_at_;
+  check_at_ = -1;
+  fast_ = true;
+  reserved_ = loop_.pinned;
+  clobbered_ = loop_.pinned;
+  for (size_t i = 0; i + 2 < n; ++i) {
+    EmitInsn(i);
+    clobbered_ &= static_cast<uint16_t>(~insns_[i].regs_killed);
+  }
+  // Latch: continue while iv < limit; then the guest's own compare decides between the next
+  // header and leaving the loop, with exact flags.
+  const Insn& cmp = insns_[n - 2];
+  const Insn& jcc = insns_[n - 1];
+  MarkInsn(n - 2);
+  LoadMask(static_cast<uint16_t>(clobbered_ & ~loop_.pinned));
+  clobbered_ = loop_.pinned;
+  a_.cmp(G(loop_.iv), Gs(ROVE_CTX(loop_limit)));
+  a_.jb(fast);
+  LoadMask(loop_.pinned);
+  clobbered_ = 0;
+  fast_ = false;
+  reserved_ = 0;
+  check_at_ = saved_check;
+  MarkInsn(n - 2);
+  a_.embed(cmp.bytes, cmp.d.length);
+  MarkInsn(n - 1);
+  a_.emit(static_cast<x86::Inst::Id>(
+              x86::Inst::jccFromCond(static_cast<x86::CondCode>(jcc.d.opcode & 0x0F))),
+          header);
+  EmitDirectJump(jcc.next_rip, jcc.rip);
+}
+
+// A hoisted access: its instruction on [group base + varying register * scale + offset].
+bool BlockEmitter::EmitHoistedMem(size_t index) {
+  const LoopAccess& la = loop_.access[index];
+  if (la.group < 0) return false;
+  const LoopGroup& grp = loop_.groups[static_cast<size_t>(la.group)];
+  Rebase rb;
+  rb.base = grp.reg;
+  rb.index = la.var;
+  rb.scale = la.var_scale;
+  rb.disp = la.disp - grp.lo;
+  Reencoded enc;
+  if (!Reencode(insns_[index], -1, -1, enc, &rb)) return false;
+  MarkInsn(index);
+  a_.embed(enc.bytes, enc.length);
+  return true;
 }
 
 }  // namespace

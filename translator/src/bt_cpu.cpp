@@ -496,6 +496,7 @@ void BtCpu::Impl::MarkCode(uint64_t phys_page) {
 BtCpu::~BtCpu() = default;
 
 const BtStats& BtCpu::stats() const {
+  impl_->stats.loop_fast_entries = impl_->ctx->loop_fast_entries;
   return impl_->stats;
 }
 

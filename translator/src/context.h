@@ -41,6 +41,9 @@ enum InternalExit : uint64_t {
 inline constexpr int kSpillSlots = 16;
 inline constexpr size_t kBounceBytes = 8192;
 
+// Address groups a counted loop's fast version may keep in host registers.
+inline constexpr int kLoopGroups = 4;
+
 struct alignas(64) VcpuContext {
   // --- touched by translated code on hot paths ---
   uint64_t guest_rsp = 0;
@@ -82,6 +85,12 @@ struct alignas(64) VcpuContext {
   bool bounce_active = false;
 
   GuestException pending_exception;
+
+  // Counted loops (BlockEmitter loop versioning): the latch limit of the fast version and, per
+  // hoisted address group, the host base register's value (reloaded after a slow path).
+  uint64_t loop_limit = 0;
+  uint64_t loop_fast_entries = 0;
+  uint64_t loop_base[kLoopGroups] = {};
 
   alignas(64) uint8_t bounce[kBounceBytes] = {};
   // One per TlbView: a jump cache maps a RIP to a block translated for that view only (the SMAP

@@ -22,6 +22,8 @@ struct BtStats {
   uint64_t exits = 0;
   uint64_t chains = 0;
   uint64_t smc_invalidations = 0;
+  uint64_t counted_loops = 0;      // blocks translated with a fast counted-loop version
+  uint64_t loop_fast_entries = 0;  // headers that entered the fast version
 };
 
 struct BtOptions {
@@ -29,6 +31,8 @@ struct BtOptions {
   size_t code_cache_bytes = 64ull << 20;
   // Upper bound on guest instructions per translated block.
   int max_block_instructions = 64;
+  // Counted loops get a fast version with their memory ranges checked once per page.
+  bool counted_loops = true;
 };
 
 class BtCpu : public TranslationControl {
