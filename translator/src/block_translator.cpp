@@ -468,10 +468,16 @@ struct Rebase {
   int64_t disp = 0;
 };
 
+// A register operand (outside the memory operand) replaced by another GPR of the same width.
+struct RegSubst {
+  int from = -1;
+  int to = -1;
+};
+
 // Re-encodes a decoded guest instruction for 64-bit execution, optionally replacing its memory
 // operand by [mem_base] (or by `rebase`) and RSP references by `rsp_subst`.
 bool Reencode(const Insn& in, int mem_base, int rsp_subst, Reencoded& out,
-              const Rebase* rebase = nullptr) {
+              const Rebase* rebase = nullptr, RegSubst subst = {}) {
   ZydisEncoderRequest req;
   if (ZYAN_FAILED(ZydisEncoderDecodedInstructionToEncoderRequest(&in.d, in.ops,
                                                                  in.d.operand_count_visible, &req)))
@@ -486,7 +492,9 @@ bool Reencode(const Insn& in, int mem_base, int rsp_subst, Reencoded& out,
   for (int i = 0; i < req.operand_count; ++i) {
     auto& op = req.operands[i];
     if (op.type == ZYDIS_OPERAND_TYPE_REGISTER) {
-      if (rsp_subst >= 0 && IsRspFamily(op.reg.value))
+      if (subst.from >= 0 && GprId(op.reg.value) == subst.from)
+        op.reg.value = SubstituteGpr(op.reg.value, subst.to);
+      else if (rsp_subst >= 0 && IsRspFamily(op.reg.value))
         op.reg.value = SubstituteGpr(op.reg.value, rsp_subst);
     } else if (op.type == ZYDIS_OPERAND_TYPE_MEMORY) {
       if (rebase) {
@@ -510,6 +518,20 @@ bool Reencode(const Insn& in, int mem_base, int rsp_subst, Reencoded& out,
   }
   out.length = sizeof(out.bytes);
   return ZYAN_SUCCESS(ZydisEncoderEncodeInstruction(&req, out.bytes, &out.length));
+}
+
+// BT/BTS/BTR/BTC [m], r: the register's bit offset is signed and not reduced modulo the
+// operand size, so the instruction reaches memory beyond its operand.
+bool IsBitTestWithRegisterOffset(const Insn& in) {
+  switch (in.d.mnemonic) {
+    case ZYDIS_MNEMONIC_BT:
+    case ZYDIS_MNEMONIC_BTS:
+    case ZYDIS_MNEMONIC_BTR:
+    case ZYDIS_MNEMONIC_BTC:
+      return in.mem_index == 0 && in.ops[1].type == ZYDIS_OPERAND_TYPE_REGISTER;
+    default:
+      return false;
+  }
 }
 
 }  // namespace
@@ -1099,6 +1121,7 @@ class BlockEmitter {
 
   void EmitInsn(size_t index);
   void EmitMem(size_t index);
+  void EmitBitOffsetMem(size_t index);
   void EmitLea(size_t index);
   void EmitPush(size_t index);
   void EmitPushMem(size_t index);
@@ -1415,6 +1438,10 @@ void BlockEmitter::EmitIdent(size_t index) {
 void BlockEmitter::EmitMem(size_t index) {
   if (fast_ && EmitHoistedMem(index)) return;
   Insn& in = insns_[index];
+  if (IsBitTestWithRegisterOffset(in)) {
+    EmitBitOffsetMem(index);
+    return;
+  }
   const auto& op = in.ops[in.mem_index];
   Scratch sc;
   Reencoded enc;
@@ -1437,6 +1464,62 @@ void BlockEmitter::EmitMem(size_t index) {
       [this, enc, pin, s0] {
         a_.embed(enc.bytes, enc.length);
         if (s0 >= 0 && pin->writes_rsp) a_.mov(Gs(ROVE_CTX(guest_rsp)), G(s0));
+      });
+}
+
+// BT* [m], r: the access is to the operand-sized unit at EA + (offset SAR log2(bits)) *
+// (bits / 8) (EA wrapped to the address size, then the segment base), and the host instruction
+// gets the offset modulo bits, so it touches exactly the checked bytes.
+void BlockEmitter::EmitBitOffsetMem(size_t index) {
+  Insn& in = insns_[index];
+  const int reg = GprId(in.ops[1].reg.value);
+  const uint32_t bits = in.d.operand_width;
+  const uint32_t size = bits / 8;
+  const bool write = (in.ops[0].actions & ZYDIS_OPERAND_ACTION_MASK_WRITE) != 0;
+  Scratch sc;
+  int s3 = -1;
+  Reencoded enc;
+  if (reg < 0 || reg == kRsp || (bits != 16 && bits != 32 && bits != 64) ||
+      !Plan(index, in.uses_rsp, true, false, FlagsPathOk(index), sc, &s3) ||
+      !Reencode(in, sc.s1, sc.s0, enc, nullptr, RegSubst{reg, s3})) {
+    EmitFallback(index);
+    return;
+  }
+  const int s0 = sc.s0, s1 = sc.s1, s2 = sc.s2;
+  const Insn* pin = &in;
+  const uint32_t shift = bits == 64 ? 6 : bits == 32 ? 5 : 4;
+  const size_t mask_slot = ROVE_CTX(bit_offset_mask) + 8 * (shift - 4);
+  EmitAccess(
+      index, sc, size, write,
+      [this, pin, reg, bits, shift, s0, s1, s2, s3] {
+        // Unit index (signed) = offset SAR log2(bits), flag-free.
+        if (bits == 64)
+          a_.mov(G(s3), G(reg));
+        else if (bits == 32)
+          a_.movsxd(G(s3), G32(reg));
+        else
+          a_.movsx(G(s3), G16(reg));
+        a_.mov(G32(s2), shift);
+        a_.sarx(G(s3), G(s3), G(s2));
+        ZydisDecodedOperand plain = pin->ops[0];
+        plain.mem.segment = ZYDIS_REGISTER_DS;
+        const bt::TransMode saved = mode_;
+        mode_.add_seg_base = false;
+        mode_.code_bits = 64;
+        EmitLinearAddress(*pin, plain, s1, s2, s0);
+        mode_ = saved;
+        const x86::Mem unit = x86::ptr(G(s1), G(s3), shift - 3);
+        if (pin->d.address_width == 64) {
+          a_.lea(G(s1), unit);
+        } else {
+          a_.lea(G32(s1), unit);
+          if (pin->d.address_width == 16) a_.movzx(G32(s1), G16(s1));
+        }
+        EmitSegmentBase(SegmentOf(pin->ops[0].mem.segment), s1, s2);
+      },
+      [this, enc, reg, s3, mask_slot] {
+        a_.pext(G(s3), G(reg), Gs(mask_slot));  // offset modulo bits, flag-free
+        a_.embed(enc.bytes, enc.length);
       });
 }
 

@@ -163,4 +163,30 @@ CASE locked_bit_ops
 %endmacro
 BMI_CASES 32
 BMI_CASES 64
+
+; A register bit offset selects memory beyond the operand: BT* [m], r addresses
+; m + (offset SAR log2(bits)) * (bits / 8), on other pages and outside the data region too.
+CASE bit_offset_other_page
+  lea rdx, [BITS_AT]
+  mov rcx, 0x1234 * 8 + 5          ; +0x1234 bytes: the next page
+  bts dword [rdx], ecx
+  mov rcx, -0x1500 * 8 - 3         ; -0x1500 bytes: an earlier page
+  btc qword [rdx], rcx
+  mov ecx, 0x800 * 8 + 9
+  btr word [rdx + 2], cx
+  bt qword [rdx], rcx
+  setc al
+  mov rcx, 0x701 * 8
+  lock bts qword [rdx], rcx
+
+CASE bit_offset_beyond_region
+  lea rdx, [BITS_AT]
+  mov rcx, 0x100000 * 8            ; 1 MiB on: not mapped (a #PF, never a host access)
+  bts qword [rdx], rcx
+
+CASE bit_offset_far_negative
+  lea rdx, [BITS_AT]
+  mov rcx, -(1 << 62)
+  bt qword [rdx], rcx              ; non-canonical address: #GP
+
 END_CASES
