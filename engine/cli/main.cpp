@@ -111,10 +111,12 @@ int main(int argc, char** argv) {
       fmt::print(stderr,
                  "stats: blocks translated {}, guest instructions translated {}, cache flushes {},"
                  " emulated instructions {}, exceptions {}, interrupts {}, soft-TLB misses {},"
-                 " unclaimed port accesses {}, unclaimed MMIO accesses {}, KVM exits {}\n",
+                 " unclaimed port accesses {}, unclaimed MMIO accesses {}, KVM exits {},"
+                 " counted loops {} (fast entries {})\n",
                  s.cpu.blocks_translated, s.cpu.instructions_translated, s.cpu.code_flushes,
                  s.cpu.emulated_instructions, s.cpu.exceptions, s.cpu.interrupts, s.cpu.tlb_misses,
-                 s.unclaimed_pio, s.unclaimed_mmio, s.cpu.kvm_exits);
+                 s.unclaimed_pio, s.unclaimed_mmio, s.cpu.kvm_exits, s.cpu.counted_loops,
+                 s.cpu.loop_fast_entries);
       std::string kinds;
       for (size_t i = 0; i < s.emulated_by_kind.size() && i < 12; ++i)
         kinds += fmt::format("{}{} {}", i ? ", " : "", s.emulated_by_kind[i].first,

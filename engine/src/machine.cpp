@@ -537,6 +537,8 @@ MachineStats Machine::stats() const {
     s.cpu.instructions_translated += c.instructions_translated;
     s.cpu.code_flushes += c.code_flushes;
     s.cpu.tlb_misses += c.tlb_misses;
+    s.cpu.counted_loops += c.counted_loops;
+    s.cpu.loop_fast_entries += c.loop_fast_entries;
     s.cpu.emulated_instructions += c.emulated_instructions;
     s.cpu.exceptions += c.exceptions;
     s.cpu.interrupts += c.interrupts;

@@ -201,6 +201,8 @@ const VcpuStats& Vcpu::stats() const {
   s.instructions_translated = b.instructions_translated;
   s.code_flushes = b.cache_flushes;
   s.tlb_misses = b.tlb_misses;
+  s.counted_loops = b.counted_loops;
+  s.loop_fast_entries = b.loop_fast_entries;
   s.kvm_exits = impl_->kvm ? impl_->kvm->exits() : 0;
   return s;
 }

@@ -41,6 +41,8 @@ struct VcpuStats {
   uint64_t instructions_translated = 0;
   uint64_t code_flushes = 0;
   uint64_t tlb_misses = 0;
+  uint64_t counted_loops = 0;      // blocks translated with a fast counted-loop version
+  uint64_t loop_fast_entries = 0;  // entries into those fast versions
   uint64_t emulated_instructions = 0;
   uint64_t exceptions = 0;
   uint64_t interrupts = 0;
