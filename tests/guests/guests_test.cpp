@@ -35,12 +35,7 @@ const GuestCase kGuests[] = {
 
 // Guests that are known to fail, with the reason. A known failure that starts passing fails the
 // test, so this list only shrinks.
-const std::map<std::string, std::string> kKnownFailures = {
-    {"segments",
-     "translated code adds segment bases but does not check segment limits (no #GP/#SS beyond "
-     "a non-flat 16/32-bit segment's limit); the emulator checks limits only for the "
-     "instructions it executes"},
-};
+const std::map<std::string, std::string> kKnownFailures = {};
 
 class Guest : public ::testing::TestWithParam<GuestCase> {};
 

@@ -14,6 +14,9 @@
 %define FAIL_LIMIT16_GP 0xA6
 %define FAIL_GP_ERR 0xA7
 %define FAIL_CODE_READ 0xA8
+%define FAIL_LIMIT_SS 0xA9
+%define FAIL_SS_ERR 0xAA
+%define FAIL_STACK_LIMIT_OK 0xAB
 
 %define SEL_DATA_B 0x60           ; data, base 0x30000, limit 0xFFFF
 %define SEL_CODE32_B 0x68         ; code32, base 0x20000
@@ -69,6 +72,13 @@ pm32:
   mov word [idt32 + 13 * 8 + 4], 0x8E00
   shr eax, 16
   mov [idt32 + 13 * 8 + 6], ax
+  ; #SS handler.
+  mov eax, ss_handler
+  mov [idt32 + 12 * 8], ax
+  mov word [idt32 + 12 * 8 + 2], SEL_CODE32
+  mov word [idt32 + 12 * 8 + 4], 0x8E00
+  shr eax, 16
+  mov [idt32 + 12 * 8 + 6], ax
   lidt [idt32_ptr]
   ; Copy the based code to where its segments start.
   mov esi, section.code32.start
@@ -144,7 +154,32 @@ pm32:
   CHECK e, FAIL_LIMIT_GP
   mov ax, SEL_DATA
   mov es, ax
-
+  ; 6. Stack segment limit: SS-relative accesses (default segment of EBP) crossing or beyond the
+  ;    0xFFFF limit raise #SS(0), not #GP; the last dword inside the limit is fine.
+  mov edx, esp
+  mov ax, SEL_STACK_B
+  mov ss, ax
+  mov esp, 0x1000
+  mov ebp, 0xFFFC
+  mov dword [ebp], 0x5A5A5A5A               ; last dword inside the limit
+  cmp dword [STACK_BASE + 0xFFFC], 0x5A5A5A5A
+  CHECK e, FAIL_STACK_LIMIT_OK
+  mov dword [ss_resume], .after_ss1
+  mov dword [ss_count], 0
+  mov dword [gp_count], 0
+  mov ebp, 0xFFFE
+  mov eax, [ebp]                            ; crosses the limit
+.after_ss1:
+  mov dword [ss_resume], .after_ss2
+  mov eax, [ss:0x10000]                     ; beyond the limit
+.after_ss2:
+  mov ax, SEL_DATA
+  mov ss, ax
+  mov esp, edx
+  cmp dword [ss_count], 2
+  CHECK e, FAIL_LIMIT_SS
+  cmp dword [gp_count], 0                   ; no #GP on the way
+  CHECK e, FAIL_LIMIT_SS
   mov esi, msg_done
   call puts32
   EXIT PASS
@@ -165,6 +200,22 @@ gp_handler:
   add esp, 4
   iret
 
+; #SS: the same, with its own counter and resume point (it runs on the faulting stack segment,
+; whose limit was only exceeded by the access itself).
+ss_handler:
+  push eax
+  push ds
+  mov ax, SEL_DATA
+  mov ds, ax
+  cmp dword [esp + 8], 0
+  CHECK e, FAIL_SS_ERR
+  inc dword [ss_count]
+  mov eax, [ss_resume]
+  mov [esp + 12], eax
+  pop ds
+  pop eax
+  add esp, 4
+  iret
 %include "puts32.inc"
 
 ; 32-bit code for the segment based at 0x20000 (its own section: offsets are relative to the
@@ -217,6 +268,8 @@ msg_done: db "segments: every base and limit held", 10, 0
 align 4
 gp_resume: dd 0
 gp_count: dd 0
+ss_resume: dd 0
+ss_count: dd 0
 
 align 8
 seg_gdt:

@@ -325,6 +325,58 @@ Kind Classify(Insn& in, const bt::TransMode& mode) {
   return Kind::kIdent;
 }
 
+// 16/32-bit accesses the translated check does not cover: through a segment the mode marks for
+// the emulator (unusable, expand-down, read-only, code), data accesses through CS, and BT*
+// with a register offset when limits are checked (the emulator applies every rule).
+bool AccessesEmulatedSegment(const Insn& in, const bt::TransMode& mode) {
+  if (mode.code_bits == 64 || in.kind == Kind::kEmulate) return false;
+  switch (in.kind) {
+    case Kind::kPushReg:
+    case Kind::kPushImm:
+    case Kind::kPushMem:
+    case Kind::kPopReg:
+    case Kind::kCallRel:
+    case Kind::kCallInd:
+    case Kind::kRetNear:
+    case Kind::kLeave:
+    case Kind::kPushf:
+      if (mode.emulated_segs & (1u << kSs)) return true;
+      break;
+    default:
+      break;
+  }
+  if (in.mem_index < 0 || in.kind == Kind::kLea) return false;
+  const auto& op = in.ops[in.mem_index];
+  if (op.type != ZYDIS_OPERAND_TYPE_MEMORY || op.mem.type == ZYDIS_MEMOP_TYPE_AGEN) return false;
+  int seg;
+  switch (op.mem.segment) {
+    case ZYDIS_REGISTER_ES:
+      seg = kEs;
+      break;
+    case ZYDIS_REGISTER_CS:
+      seg = kCs;
+      break;
+    case ZYDIS_REGISTER_SS:
+      seg = kSs;
+      break;
+    case ZYDIS_REGISTER_FS:
+      seg = kFs;
+      break;
+    case ZYDIS_REGISTER_GS:
+      seg = kGs;
+      break;
+    default:
+      seg = kDs;
+      break;
+  }
+  if (seg == kCs) return true;  // rare; the code segment's own rules
+  if (mode.emulated_segs & (1u << seg)) return true;
+  return mode.limit_checks &&
+         (in.d.mnemonic == ZYDIS_MNEMONIC_BT || in.d.mnemonic == ZYDIS_MNEMONIC_BTS ||
+          in.d.mnemonic == ZYDIS_MNEMONIC_BTR || in.d.mnemonic == ZYDIS_MNEMONIC_BTC) &&
+         in.ops[1].type == ZYDIS_OPERAND_TYPE_REGISTER;
+}
+
 // Register use, for picking scratch registers the instruction does not touch.
 void ComputeRegisterUse(Insn& in) {
   for (int i = 0; i < in.d.operand_count; ++i) {
@@ -558,6 +610,7 @@ struct Scratch {
   int s1 = -1;               // linear address, then host address
   int s2 = -1;               // soft-TLB index
   int park = -1;             // holds guest RCX while the flag-free check uses RCX
+  int limit = -1;            // segment-limit check (TransMode::limit_checks)
   bool flags_path = false;   // flags dead: flag-clobbering check, guest RFLAGS pushed meanwhile
   bool rcx_spilled = false;  // flag-free check with RCX live and no register to park it in
   uint16_t saves = 0;        // dead registers to store before their first use as scratch
@@ -766,6 +819,7 @@ class BlockEmitter {
     if (need_access) {
       if ((sc.s1 = Pick(index, taken, low_only, false, sc)) < 0) return false;
       if ((sc.s2 = Pick(index, taken, false, false, sc)) < 0) return false;
+      if (mode_.limit_checks && (sc.limit = Pick(index, taken, false, false, sc)) < 0) return false;
       if (extra && (*extra = Pick(index, taken, false, false, sc)) < 0) return false;
       if (!sc.flags_path) {
         const uint16_t rcx = static_cast<uint16_t>(1u << kRcx);
@@ -934,7 +988,33 @@ class BlockEmitter {
         if (addr_bits == 16) a_.movzx(G32(s1), G16(s1));
       }
     }
-    EmitSegmentBase(SegmentOf(mem.segment), s1, s2);
+    const SegReg seg = SegmentOf(mem.segment);
+    const bool poison = EmitLimitPoison(seg, s1, s2);
+    EmitSegmentBase(seg, s1, s2);
+    if (poison) a_.lea(G(s1), x86::ptr(G(s1), G(limit_scratch_)));
+  }
+
+  // With TransMode::limit_checks, limit_scratch_ = a poison for the access of access_size_
+  // bytes at offset s1 (zero-extended) in `seg`: 0 within the limit, else bit 63 (#GP) or bits
+  // 63 and 62 (#SS). Added to the linear address it makes the soft-TLB check miss, and the slow
+  // path raises the fault. Flag-free; clobbers s2.
+  bool EmitLimitPoison(SegReg seg, int s1, int s2) {
+    if (!mode_.limit_checks || mode_.code_bits == 64 || limit_scratch_ < 0) return false;
+    const x86::Gp t = G(limit_scratch_);
+    a_.lea(t, x86::ptr(G(s1), static_cast<int32_t>(access_size_ - 1)));  // last byte
+    a_.not_(t);                                                          // -last - 1
+    a_.mov(G(s2), Gs(ROVE_CTX(seg_limit) + 8 * seg));
+    a_.lea(t, x86::ptr(t, G(s2), 0, 1));  // limit - last: negative iff beyond the limit
+    a_.mov(G32(s2), 63);
+    a_.shrx(t, t, G(s2));
+    if (seg == kSs) {
+      a_.mov(G32(s2), 62);
+      a_.shlx(t, t, G(s2));
+      a_.lea(t, x86::ptr(t, t, 1));
+    } else {
+      a_.shlx(t, t, G(s2));
+    }
+    return true;
   }
 
   static SegReg SegmentOf(ZydisRegister seg) {
@@ -977,10 +1057,12 @@ class BlockEmitter {
       a_.lea(G32(s1), x86::ptr(G(s0), delta));
       if (mode_.stack_bits == 16) a_.movzx(G32(s1), G16(s1));
     }
+    const bool poison = EmitLimitPoison(kSs, s1, s2);
     if (mode_.code_bits != 64 && mode_.add_seg_base) {
       a_.mov(G(s2), Gs(ROVE_CTX(seg_base) + 8 * kSs));
       a_.lea(G32(s1), x86::ptr(G(s1), G(s2)));
     }
+    if (poison) a_.lea(G(s1), x86::ptr(G(s1), G(limit_scratch_)));
   }
 
   // [addr] = the low `size` bytes (2, 4 or 8) of `value`.
@@ -1021,6 +1103,8 @@ class BlockEmitter {
     Label slow = a_.newLabel();
     Label resume = a_.newLabel();
     Begin(sc);
+    limit_scratch_ = sc.limit;
+    access_size_ = size;
     address();
     const uint16_t mask = AccessMask(sc);
     if (sc.flags_path) {
@@ -1089,8 +1173,11 @@ class BlockEmitter {
     const bool flags_path = sc.flags_path;
     const uint16_t spills = sc.spills;
     const bool fast = fast_;
+    const int limit = sc.limit;
     deferred_.push_back([=, this] {
       a_.bind(slow);
+      limit_scratch_ = limit;
+      access_size_ = size;
       address();
       a_.mov(Gs(ROVE_CTX(mem_va)), G(s1));
       if (flags_path) a_.popfq();
@@ -1162,6 +1249,8 @@ class BlockEmitter {
       if (loop_.groups[g].reg >= 0) a_.mov(G(loop_.groups[g].reg), Gs(ROVE_CTX(loop_base) + 8 * g));
   }
   LoopPlan loop_;
+  int limit_scratch_ = -1;  // the current access's segment-limit poison register, or -1
+  uint32_t access_size_ = 1;
   bool fast_ = false;      // emitting the fast version of a counted loop
   uint16_t reserved_ = 0;  // host registers scratch allocation must not use
 
@@ -2446,6 +2535,7 @@ bt::Block* BtCpu::Impl::Translate(const bt::TransMode& mode, uint64_t linear, ui
     std::memcpy(in.bytes, buf, in.d.length);
     in.next_rip = (rip + in.d.length) & rip_mask;
     in.kind = Classify(in, mode);
+    if (AccessesEmulatedSegment(in, mode)) in.kind = Kind::kEmulate;
     ComputeRegisterUse(in);
     // PUSHF stores every arithmetic flag: they are live before it whatever Zydis says.
     if (in.kind == Kind::kPushf) in.flags_read |= kArithFlags;

@@ -192,6 +192,19 @@ bt::TransMode BtCpu::Impl::CurrentMode() const {
       m.add_seg_base = state.seg[kCs].base != 0 || state.seg[kDs].base != 0 ||
                        state.seg[kEs].base != 0 || state.seg[kSs].base != 0;
     }
+    // Limits: real and virtual-8086 mode always (64 KiB, or what unreal mode left cached);
+    // protected mode when a segment is not 4 GiB. Segments with other rules go to the emulator.
+    const bool legacy_pm = state.protected_mode() && !state.v86_mode();
+    m.limit_checks = !legacy_pm;
+    for (int s = 0; s < kSegCount; ++s) {
+      const SegmentCache& c = state.seg[s];
+      if (c.limit != 0xFFFFFFFFu) m.limit_checks = true;
+      if (!legacy_pm || s == kCs) continue;
+      const bool code = (c.attr & seg_attr::kTypeCode) != 0;
+      if ((c.attr & seg_attr::kUnusable) || code || !(c.attr & seg_attr::kTypeWritable) ||
+          (c.attr & seg_attr::kTypeExpandDown))
+        m.emulated_segs |= static_cast<uint8_t>(1u << s);
+    }
   }
   return m;
 }
@@ -326,6 +339,14 @@ uint64_t BtCpu::Impl::MemSlowPath(uintptr_t ret) {
     return 1;
   };
 
+  // A segment-limit violation found by translated 16/32-bit code (EmitLimitPoison): bit 63 of
+  // the linear address, with bit 62 for the stack segment.
+  if (!state.code64() && (va >> 63)) {
+    GuestException ex;
+    ex.vector = (va >> 62) & 1 ? kSsFault : kGp;
+    ex.has_error_code = true;
+    return raise(ex);
+  }
   const uint64_t last = va + size - 1;
   if (long_mode && state.code64() && (!Canonical64(va) || !Canonical64(last))) {
     GuestException ex;
@@ -548,7 +569,10 @@ Exit BtCpu::Run(bool single_step) {
   } reset;
 
   ctx->guest_rsp = st.gpr[kRsp];
-  for (int s = 0; s < kSegCount; ++s) ctx->seg_base[s] = st.seg[s].base;
+  for (int s = 0; s < kSegCount; ++s) {
+    ctx->seg_base[s] = st.seg[s].base;
+    ctx->seg_limit[s] = st.seg[s].limit;
+  }
   // Inline CLI/STI/PUSHF work on ctx.sys_rflags; IF goes back to CpuState when Run returns.
   ctx->sys_rflags =
       (st.rflags & ~(rflags::kHostLive | rflags::kRf | rflags::kVm)) | rflags::kFixed1;

@@ -33,10 +33,18 @@ struct TransMode {
   bool sys_inline = false;
   uint8_t iopl = 0;
   bool nt = false;
+  // 16/32-bit code with a segment whose limit is not 4 GiB (or real mode): every access checks
+  // its offset against ctx.seg_limit.
+  bool limit_checks = false;
+  // Segments (bit per SegReg, never CS) whose accesses go to the emulator: unusable, expand-down,
+  // read-only or code segments in protected mode, where the fault or rule is the emulator's.
+  uint8_t emulated_segs = 0;
 
   uint32_t Pack() const {
+    const uint32_t segs = (emulated_segs & 1u) | ((emulated_segs >> 2) << 1);  // ES, SS..GS
     return code_bits | (stack_bits << 8) | (view << 16) | (add_seg_base << 20) |
-           (single_step << 21) | (sys_inline << 22) | (iopl << 23) | (nt << 25);
+           (single_step << 21) | (sys_inline << 22) | (iopl << 23) | (nt << 25) |
+           (limit_checks << 26) | (segs << 27);
   }
 };
 
