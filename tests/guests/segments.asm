@@ -17,12 +17,14 @@
 %define FAIL_LIMIT_SS 0xA9
 %define FAIL_SS_ERR 0xAA
 %define FAIL_STACK_LIMIT_OK 0xAB
+%define FAIL_CS_LIMIT 0xAC
 
 %define SEL_DATA_B 0x60           ; data, base 0x30000, limit 0xFFFF
 %define SEL_CODE32_B 0x68         ; code32, base 0x20000
 %define SEL_CODE16_B 0x70         ; code16, base 0x40000
 %define SEL_DATA16_B 0x78         ; data, base 0x50000, limit 0xFFF
 %define SEL_STACK_B 0x80          ; data (stack), base 0x70000, limit 0xFFFF, B=1
+%define SEL_CODE32_LIM 0x88       ; code32, base 0x20000, limit LIMITED_END - 1
 
 %define CODE32_BASE 0x20000
 %define DATA_BASE 0x30000
@@ -180,6 +182,19 @@ pm32:
   CHECK e, FAIL_LIMIT_SS
   cmp dword [gp_count], 0                   ; no #GP on the way
   CHECK e, FAIL_LIMIT_SS
+  ; 7. Code segment limit: a near jump beyond it raises #GP(0) at the jump (EIP of the jump,
+  ;    nothing executed beyond), in code entered through a segment whose limit ends there.
+  mov dword [gp_count], 0
+  mov dword [gp_resume], limited_resume
+  mov dword [gp_eip], 0
+  xor eax, eax
+  call SEL_CODE32_LIM:limited_entry
+  cmp eax, 0x11
+  CHECK e, FAIL_CS_LIMIT
+  cmp dword [gp_count], 1
+  CHECK e, FAIL_CS_LIMIT
+  cmp dword [gp_eip], limited_jump
+  CHECK e, FAIL_CS_LIMIT
   mov esi, msg_done
   call puts32
   EXIT PASS
@@ -193,6 +208,8 @@ gp_handler:
   cmp dword [esp + 8], 0
   CHECK e, FAIL_GP_ERR
   inc dword [gp_count]
+  mov eax, [esp + 12]
+  mov [gp_eip], eax
   mov eax, [gp_resume]
   mov [esp + 12], eax
   pop ds
@@ -232,6 +249,20 @@ based32:
   ret
 .const:
   dd 0xC0DE
+; Entered through SEL_CODE32_LIM, whose limit ends at LIMITED_END: the jump leaves the limit.
+  times 0x100 - ($ - based32) db 0xCC
+limited_entry:
+  mov eax, 0x22
+limited_jump:
+  jmp dword limited_beyond
+limited_resume:
+  mov eax, 0x11
+  retf
+LIMITED_END equ $ - based32
+  times 0x40 db 0xCC
+limited_beyond:
+  mov eax, 0x33                             ; beyond the limit: never runs
+  retf
 based32_end:
 
 ; 16-bit protected-mode code for the segment based at 0x40000.
@@ -268,6 +299,7 @@ msg_done: db "segments: every base and limit held", 10, 0
 align 4
 gp_resume: dd 0
 gp_count: dd 0
+gp_eip: dd 0
 ss_resume: dd 0
 ss_count: dd 0
 
@@ -282,6 +314,7 @@ seg_gdt:
   DESC CODE16_BASE, 0xFFFF, 0x9A, 0x0      ; 0x70
   DESC DATA16_BASE, 0x0FFF, 0x92, 0x0      ; 0x78
   DESC STACK_BASE, 0xFFFF, 0x92, 0x4       ; 0x80
+  DESC CODE32_BASE, LIMITED_END - 1, 0x9A, 0x4  ; 0x88
 seg_gdt_end:
 seg_gdt_ptr:
   dw seg_gdt_end - seg_gdt - 1

@@ -377,6 +377,25 @@ bool AccessesEmulatedSegment(const Insn& in, const bt::TransMode& mode) {
          in.ops[1].type == ZYDIS_OPERAND_TYPE_REGISTER;
 }
 
+// Whether a near branch may land beyond the CS limit: a direct one whose target is beyond it,
+// an indirect one or a return unless the limit covers every target of its operand size.
+bool BranchMayLeaveLimit(const Insn& in, uint64_t cs_limit) {
+  const uint64_t width_mask = in.d.operand_width == 16 ? 0xFFFFull : 0xFFFFFFFFull;
+  switch (in.kind) {
+    case Kind::kJmpRel:
+    case Kind::kCallRel:
+    case Kind::kJcc:
+    case Kind::kLoop:
+      return ((in.next_rip + static_cast<uint64_t>(in.ops[0].imm.value.s)) & width_mask) > cs_limit;
+    case Kind::kJmpInd:
+    case Kind::kCallInd:
+    case Kind::kRetNear:
+      return cs_limit < width_mask;
+    default:
+      return false;
+  }
+}
+
 // Register use, for picking scratch registers the instruction does not touch.
 void ComputeRegisterUse(Insn& in) {
   for (int i = 0; i < in.d.operand_count; ++i) {
@@ -2536,6 +2555,17 @@ bt::Block* BtCpu::Impl::Translate(const bt::TransMode& mode, uint64_t linear, ui
     in.next_rip = (rip + in.d.length) & rip_mask;
     in.kind = Classify(in, mode);
     if (AccessesEmulatedSegment(in, mode)) in.kind = Kind::kEmulate;
+    if (mode.limit_checks && mode.code_bits != 64) {
+      // The CS limit: an instruction reaching past it is fetched by the emulator (#GP), and a
+      // branch that may leave it is executed there (#GP at the branch, before any effect).
+      const uint64_t cs_limit = state.seg[kCs].limit;
+      if (rip + in.d.length - 1 > cs_limit) {
+        if (n > 0) break;
+        in.kind = Kind::kEmulate;
+      } else if (BranchMayLeaveLimit(in, cs_limit)) {
+        in.kind = Kind::kEmulate;
+      }
+    }
     ComputeRegisterUse(in);
     // PUSHF stores every arithmetic flag: they are live before it whatever Zydis says.
     if (in.kind == Kind::kPushf) in.flags_read |= kArithFlags;
