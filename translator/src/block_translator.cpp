@@ -1142,8 +1142,8 @@ class BlockEmitter {
           EmitExit(rip, bt::kExitRequest);
         });
       }
-      a_.rorx(G(s2), G(s1), 12 - kTlbEntryShift);
-      a_.and_(G32(s2), static_cast<int32_t>((kTlbEntries - 1) << kTlbEntryShift));
+      a_.pext(G(s2), G(s1), Gs(ROVE_CTX(tlb_index_mask)));
+      a_.shl(G32(s2), kTlbEntryShift);
       a_.add(G(s1), GsIndexed(tag, G(s2), 0));
       a_.cmp(G(s1), static_cast<int32_t>(kPageSize - size));
       a_.ja(slow);
@@ -2289,8 +2289,8 @@ void BlockEmitter::EmitLoopTlbCheck(x86::Gp addr, x86::Gp out, x86::Gp index, bo
   const size_t set = ROVE_CTX(tlb) + mode_.view * sizeof(TlbSet) + offsetof(TlbSet, entry);
   const size_t tag =
       set + (write ? offsetof(TlbEntry, write_neg_tag) : offsetof(TlbEntry, read_neg_tag));
-  a_.rorx(index, addr, 12 - kTlbEntryShift);
-  a_.and_(index.r32(), static_cast<int32_t>((kTlbEntries - 1) << kTlbEntryShift));
+  a_.pext(index, addr, Gs(ROVE_CTX(tlb_index_mask)));
+  a_.shl(index.r32(), kTlbEntryShift);
   a_.mov(out, addr);
   a_.add(out, GsIndexed(tag, index, 0));
   a_.cmp(out, static_cast<int32_t>(kPageSize - 1));

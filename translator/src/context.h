@@ -58,7 +58,7 @@ struct alignas(64) VcpuContext {
   uint64_t lookup_rip = 0;
   uint64_t seg_base[kSegCount] = {};
   uint64_t seg_limit[kSegCount] = {};                 // byte-granular, for TransMode::limit_checks
-  uint64_t tlb_index_mask = (kTlbEntries - 1) << 12;  // PEXT mask: page number bits
+  uint64_t tlb_index_mask = kTlbIndexMask;            // PEXT mask: soft-TLB index bits
   uint64_t jc_index_mask = kJumpCacheEntries - 1;     // PEXT mask: low bits of the target
   uint64_t page_hi_mask = ~(uint64_t{4096} - 1);      // PEXT mask: nonzero iff off-page
   uint64_t host_live_mask = rflags::kHostLive;        // PEXT/PDEP mask: flags in host RFLAGS
