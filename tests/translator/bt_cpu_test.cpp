@@ -566,6 +566,33 @@ TEST(BtCpu, IndirectBranchDoesNotCrossSmapAcViews) {
 }
 
 // PUSH m64 runs inline: [reg+disp], [rsp+disp] (with the old RSP), GS-relative, RIP-relative.
+// SWAPGS in 64-bit code at CPL 0 runs inline: GS-relative accesses after it see the other
+// base, and both bases are back in CpuState when Run returns.
+TEST(BtCpu, SwapgsRunsInlineAtCpl0) {
+  LongModeGuest g;
+  g.state.seg[kGs].base = LongModeGuest::kData;
+  g.state.msr.kernel_gs_base = LongModeGuest::kData + 0x100;
+  g.mem->WriteU64(LongModeGuest::kData + 8, 0x1111);
+  g.mem->WriteU64(LongModeGuest::kData + 0x108, 0x2222);
+  g.Load({
+      0x65, 0x48, 0x8B, 0x04, 0x25, 8, 0, 0, 0,  // mov rax, gs:[8]
+      0x0F, 0x01, 0xF8,                          // swapgs
+      0x65, 0x48, 0x8B, 0x1C, 0x25, 8, 0, 0, 0,  // mov rbx, gs:[8]
+      0x0F, 0x01, 0xF8,                          // swapgs
+      0x0F, 0x01, 0xF8,                          // swapgs
+      0x65, 0x48, 0x8B, 0x0C, 0x25, 8, 0, 0, 0,  // mov rcx, gs:[8]
+      0xF4,                                      // hlt
+  });
+  Exit e = g.cpu->Run();  // one run: an emulated SWAPGS would have returned before the HLT
+  ASSERT_EQ(e.reason, ExitReason::kEmulate);
+  EXPECT_EQ(g.state.rip, LongModeGuest::kCode + 36);
+  EXPECT_EQ(g.state.gpr[kRax], 0x1111u);
+  EXPECT_EQ(g.state.gpr[kRbx], 0x2222u);
+  EXPECT_EQ(g.state.gpr[kRcx], 0x2222u);
+  EXPECT_EQ(g.state.seg[kGs].base, LongModeGuest::kData + 0x100);
+  EXPECT_EQ(g.state.msr.kernel_gs_base, LongModeGuest::kData);
+}
+
 TEST(BtCpu, PushMemoryInline) {
   LongModeGuest g;
   constexpr uint64_t kData = LongModeGuest::kData;

@@ -45,7 +45,8 @@ enum class Kind : uint8_t {
   kCli,   // CLI/STI/PUSHF inline (TransMode::sys_inline): IF in ctx.sys_rflags
   kSti,
   kPushf,
-  kLeave,  // LEAVE with a 64-bit stack and operand size
+  kLeave,   // LEAVE with a 64-bit stack and operand size
+  kSwapgs,  // SWAPGS in 64-bit code at CPL 0: swaps ctx.seg_base[GS] and ctx.kernel_gs_base
   kEmulate,
 };
 
@@ -224,6 +225,7 @@ Kind Classify(Insn& in, const bt::TransMode& mode) {
         break;
     }
   }
+  if (d.mnemonic == ZYDIS_MNEMONIC_SWAPGS && mode.cpl0 && !mode.single_step) return Kind::kSwapgs;
   if (d.mnemonic == ZYDIS_MNEMONIC_LEAVE && mode.code_bits == 64 && mode.stack_bits == 64 &&
       d.operand_width == 64)
     return Kind::kLeave;
@@ -1241,6 +1243,7 @@ class BlockEmitter {
   void EmitCliSti(size_t index);
   void EmitPushf(size_t index);
   void EmitLeave(size_t index);
+  void EmitSwapgs(size_t index);
   void EmitFallback(size_t index) {
     RestoreClobbered();
     MarkInsn(index);
@@ -1435,6 +1438,9 @@ void BlockEmitter::EmitInsn(size_t index) {
     case Kind::kLeave:
       EmitLeave(index);
       break;
+    case Kind::kSwapgs:
+      EmitSwapgs(index);
+      break;
     case Kind::kEmulate:
       EmitFallback(index);
       break;
@@ -1520,6 +1526,27 @@ void BlockEmitter::EmitLeave(size_t index) {
         a_.mov(x86::rbp, x86::qword_ptr(G(s1)));
         a_.mov(Gs(ROVE_CTX(guest_rsp)), G(s2));
       });
+}
+
+// SWAPGS: two registers (dead ones when there are) exchange the two context words. It cannot
+// fault here (64-bit code at CPL 0 is the block's mode).
+void BlockEmitter::EmitSwapgs(size_t index) {
+  Scratch sc;
+  uint16_t taken = static_cast<uint16_t>(1u << kRsp);
+  const int a = Pick(index, taken, false, false, sc);
+  const int b = a < 0 ? -1 : Pick(index, taken, false, false, sc);
+  if (b < 0) {
+    EmitFallback(index);
+    return;
+  }
+  Begin(sc);
+  MarkInsn(index, sc.spills);
+  const size_t gs = ROVE_CTX(seg_base) + 8 * kGs;
+  a_.mov(G(a), Gs(gs));
+  a_.mov(G(b), Gs(ROVE_CTX(kernel_gs_base)));
+  a_.mov(Gs(gs), G(b));
+  a_.mov(Gs(ROVE_CTX(kernel_gs_base)), G(a));
+  End(sc);
 }
 
 void BlockEmitter::EmitIdent(size_t index) {

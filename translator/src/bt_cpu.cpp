@@ -185,6 +185,7 @@ bt::TransMode BtCpu::Impl::CurrentMode() const {
     m.iopl = static_cast<uint8_t>((state.rflags & rflags::kIoplMask) >> rflags::kIoplShift);
     m.nt = (state.rflags & rflags::kNt) != 0;
   }
+  m.cpl0 = m.code_bits == 64 && state.cpl() == 0;
   if (m.code_bits != 64) {
     if (!state.protected_mode() || state.v86_mode()) {
       m.add_seg_base = true;
@@ -573,6 +574,16 @@ Exit BtCpu::Run(bool single_step) {
     ctx->seg_base[s] = st.seg[s].base;
     ctx->seg_limit[s] = st.seg[s].limit;
   }
+  ctx->kernel_gs_base = st.msr.kernel_gs_base;
+  // Inline SWAPGS works on the context: GS base and IA32_KERNEL_GS_BASE go back on return.
+  struct SyncGs {
+    CpuState& st;
+    bt::VcpuContext* ctx;
+    ~SyncGs() {
+      st.seg[kGs].base = ctx->seg_base[kGs];
+      st.msr.kernel_gs_base = ctx->kernel_gs_base;
+    }
+  } sync_gs{st, ctx};
   // Inline CLI/STI/PUSHF work on ctx.sys_rflags; IF goes back to CpuState when Run returns.
   ctx->sys_rflags =
       (st.rflags & ~(rflags::kHostLive | rflags::kRf | rflags::kVm)) | rflags::kFixed1;
@@ -605,6 +616,7 @@ Exit BtCpu::Run(bool single_step) {
     key_mode.sys_inline = false;
     key_mode.iopl = 0;
     key_mode.nt = false;
+    key_mode.cpl0 = false;
     const int cpl = st.cpl();
     const uint64_t flush_key = (uint64_t{key_mode.Pack()} << 32) |
                                (st.rflags & (rflags::kIoplMask | rflags::kNt | rflags::kVm)) |

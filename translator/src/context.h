@@ -57,12 +57,15 @@ struct alignas(64) VcpuContext {
   uint64_t jump_target = 0;
   uint64_t lookup_rip = 0;
   uint64_t seg_base[kSegCount] = {};
-  uint64_t seg_limit[kSegCount] = {};                 // byte-granular, for TransMode::limit_checks
-  uint64_t tlb_index_mask = kTlbIndexMask;            // PEXT mask: soft-TLB index bits
-  uint64_t jc_index_mask = kJumpCacheEntries - 1;     // PEXT mask: low bits of the target
-  uint64_t page_hi_mask = ~(uint64_t{4096} - 1);      // PEXT mask: nonzero iff off-page
-  uint64_t host_live_mask = rflags::kHostLive;        // PEXT/PDEP mask: flags in host RFLAGS
-  uint64_t bit_offset_mask[3] = {15, 31, 63};         // PEXT masks: BT* offset modulo 16/32/64
+  uint64_t seg_limit[kSegCount] = {};  // byte-granular, for TransMode::limit_checks
+  // IA32_KERNEL_GS_BASE while translated code runs (inline SWAPGS swaps it with seg_base[GS];
+  // BtCpu::Run copies both back to CpuState).
+  uint64_t kernel_gs_base = 0;
+  uint64_t tlb_index_mask = kTlbIndexMask;         // PEXT mask: soft-TLB index bits
+  uint64_t jc_index_mask = kJumpCacheEntries - 1;  // PEXT mask: low bits of the target
+  uint64_t page_hi_mask = ~(uint64_t{4096} - 1);   // PEXT mask: nonzero iff off-page
+  uint64_t host_live_mask = rflags::kHostLive;     // PEXT/PDEP mask: flags in host RFLAGS
+  uint64_t bit_offset_mask[3] = {15, 31, 63};      // PEXT masks: BT* offset modulo 16/32/64
   // The guest RFLAGS bits that do not live in the host RFLAGS, as PUSHF stores them (fixed bit
   // 1 set, RF and VM clear). Inline CLI/STI write IF here (byte 1); BtCpu::Run copies it from
   // and IF back to CpuState::rflags around translated code.

@@ -39,12 +39,14 @@ struct TransMode {
   // Segments (bit per SegReg, never CS) whose accesses go to the emulator: unusable, expand-down,
   // read-only or code segments in protected mode, where the fault or rule is the emulator's.
   uint8_t emulated_segs = 0;
+  bool cpl0 = false;  // SWAPGS runs inline (64-bit code at CPL 0)
 
   uint32_t Pack() const {
+    auto size = [](uint8_t bits) -> uint32_t { return bits == 64 ? 2 : bits == 32 ? 1 : 0; };
     const uint32_t segs = (emulated_segs & 1u) | ((emulated_segs >> 2) << 1);  // ES, SS..GS
-    return code_bits | (stack_bits << 8) | (view << 16) | (add_seg_base << 20) |
-           (single_step << 21) | (sys_inline << 22) | (iopl << 23) | (nt << 25) |
-           (limit_checks << 26) | (segs << 27);
+    return size(code_bits) | (size(stack_bits) << 2) | (view << 4) | (add_seg_base << 6) |
+           (single_step << 7) | (sys_inline << 8) | (iopl << 9) | (nt << 11) |
+           (limit_checks << 12) | (segs << 13) | (cpl0 << 18);
   }
 };
 
