@@ -25,6 +25,7 @@
 %define SEL_DATA16_B 0x78         ; data, base 0x50000, limit 0xFFF
 %define SEL_STACK_B 0x80          ; data (stack), base 0x70000, limit 0xFFFF, B=1
 %define SEL_CODE32_LIM 0x88       ; code32, base 0x20000, limit LIMITED_END - 1
+%define SEL_TINY 0x90             ; data, base 0, limit 0xF
 
 %define CODE32_BASE 0x20000
 %define DATA_BASE 0x30000
@@ -153,6 +154,16 @@ pm32:
   mov eax, [es:0xFFFE]                     ; crosses the limit
 .after_gp1:
   cmp dword [gp_count], 1
+  CHECK e, FAIL_LIMIT_GP
+  ; A 16-byte segment at linear 0: beyond its limit even though the linear address is in the
+  ; first page.
+  mov ax, SEL_TINY
+  mov es, ax
+  mov eax, [es:0xC]                        ; the last dword inside the limit
+  mov dword [gp_resume], .after_gp2
+  mov eax, [es:0x20]
+.after_gp2:
+  cmp dword [gp_count], 2
   CHECK e, FAIL_LIMIT_GP
   mov ax, SEL_DATA
   mov es, ax
@@ -315,6 +326,7 @@ seg_gdt:
   DESC DATA16_BASE, 0x0FFF, 0x92, 0x0      ; 0x78
   DESC STACK_BASE, 0xFFFF, 0x92, 0x4       ; 0x80
   DESC CODE32_BASE, LIMITED_END - 1, 0x9A, 0x4  ; 0x88
+  DESC 0, 0xF, 0x92, 0x4                   ; 0x90
 seg_gdt_end:
 seg_gdt_ptr:
   dw seg_gdt_end - seg_gdt - 1

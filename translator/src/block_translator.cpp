@@ -1016,9 +1016,10 @@ class BlockEmitter {
   }
 
   // With TransMode::limit_checks, limit_scratch_ = a poison for the access of access_size_
-  // bytes at offset s1 (zero-extended) in `seg`: 0 within the limit, else bit 63 (#GP) or bits
-  // 63 and 62 (#SS). Added to the linear address it makes the soft-TLB check miss, and the slow
-  // path raises the fault. Flag-free; clobbers s2.
+  // bytes at offset s1 (zero-extended) in `seg`: 0 within the limit, else bit 62 (#GP) or bits
+  // 62 and 61 (#SS). Added to the linear address it makes the soft-TLB check miss -- also
+  // against an empty entry, whose tag is 2^63 -- and the slow path raises the fault.
+  // Flag-free; clobbers s2.
   bool EmitLimitPoison(SegReg seg, int s1, int s2) {
     if (!mode_.limit_checks || mode_.code_bits == 64 || limit_scratch_ < 0) return false;
     const x86::Gp t = G(limit_scratch_);
@@ -1027,14 +1028,10 @@ class BlockEmitter {
     a_.mov(G(s2), Gs(ROVE_CTX(seg_limit) + 8 * seg));
     a_.lea(t, x86::ptr(t, G(s2), 0, 1));  // limit - last: negative iff beyond the limit
     a_.mov(G32(s2), 63);
-    a_.shrx(t, t, G(s2));
-    if (seg == kSs) {
-      a_.mov(G32(s2), 62);
-      a_.shlx(t, t, G(s2));
-      a_.lea(t, x86::ptr(t, t, 1));
-    } else {
-      a_.shlx(t, t, G(s2));
-    }
+    a_.shrx(t, t, G(s2));  // 1 iff beyond
+    a_.mov(G32(s2), seg == kSs ? 61 : 62);
+    a_.shlx(t, t, G(s2));
+    if (seg == kSs) a_.lea(t, x86::ptr(t, t, 1));  // bits 62 and 61
     return true;
   }
 

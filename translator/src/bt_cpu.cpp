@@ -340,11 +340,11 @@ uint64_t BtCpu::Impl::MemSlowPath(uintptr_t ret) {
     return 1;
   };
 
-  // A segment-limit violation found by translated 16/32-bit code (EmitLimitPoison): bit 63 of
-  // the linear address, with bit 62 for the stack segment.
-  if (!state.code64() && (va >> 63)) {
+  // A segment-limit violation found by translated 16/32-bit code (EmitLimitPoison): bit 62 of
+  // the linear address, with bit 61 for the stack segment.
+  if (!state.code64() && (va >> 62)) {
     GuestException ex;
-    ex.vector = (va >> 62) & 1 ? kSsFault : kGp;
+    ex.vector = (va >> 61) & 1 ? kSsFault : kGp;
     ex.has_error_code = true;
     return raise(ex);
   }
