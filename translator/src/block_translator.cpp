@@ -396,6 +396,35 @@ bool BranchMayLeaveLimit(const Insn& in, uint64_t cs_limit) {
   }
 }
 
+// Whether a non-canonical address in the read or write access of `in` raises #SS rather than
+// #GP: the stack side of PUSH/POP/CALL/RET/LEAVE, and memory operands based on RSP or RBP. The
+// host decides by the base register, not by segment prefixes: [ds:rbp] raises #SS, [ss:rax]
+// and [rbx + rbp] raise #GP (tests/diff/cases/exceptions.asm). PUSH m and CALL m read their
+// operand like any other memory operand.
+bool UsesStackSegment(const Insn& in, bool write) {
+  switch (in.kind) {
+    case Kind::kPushReg:
+    case Kind::kPushImm:
+    case Kind::kPushf:
+    case Kind::kPopReg:
+    case Kind::kCallRel:
+    case Kind::kRetNear:
+    case Kind::kLeave:
+      return true;
+    case Kind::kPushMem:
+    case Kind::kCallInd:
+      if (write) return true;
+      break;
+    default:
+      break;
+  }
+  if (in.mem_index < 0 || in.ops[in.mem_index].type != ZYDIS_OPERAND_TYPE_MEMORY) return false;
+  const auto& mem = in.ops[in.mem_index].mem;
+  const int base = GprId(mem.base);
+  return (base == kRsp || base == kRbp) && mem.segment != ZYDIS_REGISTER_FS &&
+         mem.segment != ZYDIS_REGISTER_GS;
+}
+
 // Register use, for picking scratch registers the instruction does not touch.
 void ComputeRegisterUse(Insn& in) {
   for (int i = 0; i < in.d.operand_count; ++i) {
@@ -2663,6 +2692,7 @@ bt::Block* BtCpu::Impl::Translate(const bt::TransMode& mode, uint64_t linear, ui
     info.size = s.size;
     info.write = s.access != 0;
     info.post = s.post;
+    info.stack = UsesStackSegment(in, info.write);
     info.guest_rip = in.rip;
     info.next_rip = in.next_rip;
     info.view = mode.view;

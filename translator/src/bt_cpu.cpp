@@ -19,6 +19,8 @@ namespace rove {
 namespace {
 
 thread_local BtCpu::Impl* t_current = nullptr;
+// Empty soft-TLB entries point here (see GuardPage).
+uint8_t* g_guard_page = nullptr;
 struct sigaction g_previous[65];
 std::once_flag g_signals_once;
 
@@ -50,6 +52,18 @@ void ChainToPrevious(int sig, siginfo_t* info, void* uc) {
   // Default action: restore it and return; the faulting instruction re-executes and the
   // process ends with the original signal.
   signal(sig, SIG_DFL);
+}
+
+// Whether the memory accesses of the instruction at `rip` in `block` are all stack accesses
+// (MemSiteInfo::stack).
+bool StackAccessAt(const bt::Block& block, uint64_t rip) {
+  bool any = false;
+  for (const auto& site : block.mem_sites) {
+    if (site.guest_rip != rip || site.post) continue;
+    if (!site.stack) return false;
+    any = true;
+  }
+  return any;
 }
 
 void FaultHandler(int sig, siginfo_t* info, void* uc_void) {
@@ -96,6 +110,12 @@ void FaultHandler(int sig, siginfo_t* info, void* uc_void) {
         if (reg != kRsp && (it->saved_regs & (1u << reg)))
           uc->uc_mcontext.gregs[kGregOf[reg]] = static_cast<greg_t>(ctx->spill[reg]);
       }
+      if (sig == SIGSEGV && g_guard_page && info->si_addr >= g_guard_page &&
+          info->si_addr < g_guard_page + kPageSize && StackAccessAt(*block, it->guest_rip)) {
+        // A forged soft-TLB match on an empty entry, whose tag is a non-canonical page: the
+        // guest address was non-canonical, and a stack access raises #SS for it.
+        ex.vector = kSsFault;
+      }
       if (it->flags_on_stack) {
         // The guest flags were pushed before a flag-clobbering soft-TLB check.
         const uint64_t pushed = *reinterpret_cast<const uint64_t*>(uc->uc_mcontext.gregs[REG_RSP]);
@@ -111,7 +131,6 @@ void FaultHandler(int sig, siginfo_t* info, void* uc_void) {
   uc->uc_mcontext.gregs[REG_RIP] = reinterpret_cast<greg_t>(impl->runtime.exit_from_signal);
 }
 
-uint8_t* g_guard_page = nullptr;
 std::once_flag g_guard_once;
 
 uint8_t* GuardPage() {
@@ -350,7 +369,7 @@ uint64_t BtCpu::Impl::MemSlowPath(uintptr_t ret) {
   const uint64_t last = va + size - 1;
   if (long_mode && state.code64() && (!Canonical64(va) || !Canonical64(last))) {
     GuestException ex;
-    ex.vector = kGp;
+    ex.vector = site->stack ? kSsFault : kGp;
     ex.has_error_code = true;
     return raise(ex);
   }

@@ -67,7 +67,8 @@ struct MemSiteInfo {
   uint32_t return_offset;
   uint32_t size;
   bool write;
-  bool post;  // the call after the access (write-back / SMC check)
+  bool post;   // the call after the access (write-back / SMC check)
+  bool stack;  // through SS (stack operations, RSP/RBP-based operands): #SS instead of #GP
   uint8_t view;
   uint64_t guest_rip;
   uint64_t next_rip;

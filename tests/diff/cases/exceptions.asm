@@ -71,6 +71,40 @@ CASE gp_noncanonical
 CASE ss_noncanonical_stack
   mov rsp, 0x8000000000000000
   push rax
+CASE ss_noncanonical_pop
+  SETFLAGS FLAGS_SET
+  mov rsp, 0x0000800000000000
+  pop rax
+CASE ss_noncanonical_call
+  mov rsp, 0x0000800000000008
+  call .target
+.target:
+  nop
+CASE ss_noncanonical_rbp_operand
+  mov rbp, 0x8000000000000000
+  SETFLAGS FLAGS_SET
+  add [rbp + 8], eax
+CASE ss_noncanonical_rbp_index
+  mov rbp, 0x0000800000000000
+  mov rbx, 0
+  SETFLAGS FLAGS_SET
+  mov eax, [rbx + rbp]
+CASE ss_noncanonical_rbp_ds_override
+  mov rbp, 0x0000800000000000
+  mov eax, [ds:rbp + 16]
+CASE ss_noncanonical_rbp_fs_override
+  mov rbp, 0x0000800000000000
+  mov eax, [fs:rbp + 16]
+CASE ss_noncanonical_rsp_operand
+  mov rax, rsp
+  mov rsp, 0xFFFF000000000000
+  mov [rsp + 8], eax
+CASE ss_override_noncanonical
+  mov rax, 0x8000000000000000
+  mov rbx, [ss:rax]
+CASE gp_noncanonical_push_source
+  mov rax, 0x8000000000000000
+  push qword [rax]
 CASE int3_cc_and_cd03
   mov eax, 1
   int3
