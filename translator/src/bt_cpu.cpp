@@ -79,7 +79,15 @@ void FaultHandler(int sig, siginfo_t* info, void* uc_void) {
   GuestException ex;
   switch (sig) {
     case SIGFPE:
-      ex.vector = (info->si_code == FPE_INTDIV || info->si_code == FPE_INTOVF) ? kDe : kXm;
+      // The kernel reports the vector: #MF (x87, pending at FWAIT or the next x87
+      // instruction) and #XM (SSE/AVX) both arrive as SIGFPE with floating-point codes. A guest
+      // with CR0.NE=0 would want FERR#/IRQ 13 instead of #MF; that legacy path is not modelled.
+      if (info->si_code == FPE_INTDIV || info->si_code == FPE_INTOVF)
+        ex.vector = kDe;
+      else if (uc->uc_mcontext.gregs[REG_TRAPNO] == kMf)
+        ex.vector = kMf;
+      else
+        ex.vector = kXm;
       break;
     case SIGILL:
       ex.vector = kUd;
