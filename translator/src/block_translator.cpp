@@ -1270,6 +1270,16 @@ class BlockEmitter {
   void EmitCliSti(size_t index);
   void EmitPushf(size_t index);
   void EmitLeave(size_t index);
+  // VZEROUPPER/VZEROALL of 16/32-bit code reach only YMM0-7; run in 64-bit mode they would
+  // clear YMM8-15 too. A VEX.128 move (or XOR) of each of the eight zeroes the same bits.
+  void EmitVzeroLow8(bool all) {
+    for (uint32_t r = 0; r < 8; ++r) {
+      if (all)
+        a_.vpxor(x86::xmm(r), x86::xmm(r), x86::xmm(r));
+      else
+        a_.vmovdqa(x86::xmm(r), x86::xmm(r));
+    }
+  }
   void EmitFallback(size_t index) {
     RestoreClobbered();
     MarkInsn(index);
@@ -1556,6 +1566,11 @@ void BlockEmitter::EmitIdent(size_t index) {
   if (mode_.code_bits == 64 && !in.uses_rsp) {
     MarkInsn(index);
     a_.embed(in.bytes, in.d.length);
+    return;
+  }
+  if (in.d.mnemonic == ZYDIS_MNEMONIC_VZEROUPPER || in.d.mnemonic == ZYDIS_MNEMONIC_VZEROALL) {
+    MarkInsn(index);
+    EmitVzeroLow8(in.d.mnemonic == ZYDIS_MNEMONIC_VZEROALL);
     return;
   }
   Scratch sc;
