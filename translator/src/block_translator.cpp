@@ -207,6 +207,15 @@ bool IsSensitiveMnemonic(ZydisMnemonic m) {
   }
 }
 
+// A direct JMP/CALL of 64-bit code whose target is not canonical (48-bit; a 57-bit target
+// space only makes this conservative): the emulator raises #GP at the branch, before anything
+// is pushed.
+bool NonCanonicalDirectTarget(const Insn& in, const bt::TransMode& mode) {
+  if (mode.code_bits != 64) return false;
+  const uint64_t target = in.rip + in.d.length + static_cast<uint64_t>(in.ops[0].imm.value.s);
+  return static_cast<uint64_t>(static_cast<int64_t>(target << 16) >> 16) != target;
+}
+
 Kind Classify(Insn& in, const bt::TransMode& mode) {
   const auto& d = in.d;
   const auto cat = d.meta.category;
@@ -260,12 +269,14 @@ Kind Classify(Insn& in, const bt::TransMode& mode) {
           return Kind::kJcc;
       }
     case ZYDIS_CATEGORY_UNCOND_BR:
-      if (op0->type == ZYDIS_OPERAND_TYPE_IMMEDIATE) return Kind::kJmpRel;
+      if (op0->type == ZYDIS_OPERAND_TYPE_IMMEDIATE)
+        return NonCanonicalDirectTarget(in, mode) ? Kind::kEmulate : Kind::kJmpRel;
       if (op0->type == ZYDIS_OPERAND_TYPE_REGISTER || op0->type == ZYDIS_OPERAND_TYPE_MEMORY)
         return Kind::kJmpInd;
       return Kind::kEmulate;
     case ZYDIS_CATEGORY_CALL:
-      if (op0->type == ZYDIS_OPERAND_TYPE_IMMEDIATE) return Kind::kCallRel;
+      if (op0->type == ZYDIS_OPERAND_TYPE_IMMEDIATE)
+        return NonCanonicalDirectTarget(in, mode) ? Kind::kEmulate : Kind::kCallRel;
       if (op0->type == ZYDIS_OPERAND_TYPE_REGISTER || op0->type == ZYDIS_OPERAND_TYPE_MEMORY)
         return Kind::kCallInd;
       return Kind::kEmulate;
@@ -1270,6 +1281,20 @@ class BlockEmitter {
   void EmitCliSti(size_t index);
   void EmitPushf(size_t index);
   void EmitLeave(size_t index);
+  // Faults on the host (SIGSEGV, mapped to #GP(0) at the current instruction) when `reg`, a
+  // 64-bit branch target, is not canonical; clobbers `reg`, flag-free. Branches check their
+  // target before committing RSP, so the #GP leaves the state before the branch.
+  void EmitCanonicalCheck(int reg) {
+    a_.pext(G(reg), G(reg), Gs(ROVE_CTX(canon_sign_mask)));
+    a_.lea(G(reg), x86::ptr(G(reg), 1));
+    a_.pdep(G(reg), G(reg), Gs(ROVE_CTX(canon_fault_mask)));
+    x86::Mem probe = x86::dword_ptr(G(reg));  // ctx offset 0 or 1 when canonical
+    probe.setSegment(x86::gs);
+    a_.mov(G32(reg), probe);
+  }
+  // The same for the register operand of JMP reg, checked in a dead register when there is
+  // one, else in RAX or RCX saved around the check.
+  void EmitCanonicalCheckReg(size_t index, int target);
   // VZEROUPPER/VZEROALL of 16/32-bit code reach only YMM0-7; run in 64-bit mode they would
   // clear YMM8-15 too. A VEX.128 move (or XOR) of each of the eight zeroes the same bits.
   void EmitVzeroLow8(bool all) {
@@ -1833,12 +1858,39 @@ void BlockEmitter::EmitPop(size_t index) {
       });
 }
 
+void BlockEmitter::EmitCanonicalCheckReg(size_t index, int target) {
+  int tmp = -1;
+  const uint16_t dead = DeadAt(index);
+  for (int r : kScratchOrder) {
+    if (r != target && (dead & (1u << r))) {
+      tmp = r;
+      break;
+    }
+  }
+  const bool reload = tmp < 0;
+  if (reload) tmp = target == kRax ? kRcx : kRax;
+  const uint16_t bit = static_cast<uint16_t>(1u << tmp);
+  if (!(clobbered_ & bit)) {
+    Save(tmp);
+    if (!reload) clobbered_ |= bit;  // dead: its guest value stays in the slot
+  }
+  MarkInsn(index, bit);
+  if (target == kRsp)
+    a_.mov(G(tmp), Gs(ROVE_CTX(guest_rsp)));
+  else
+    a_.mov(G(tmp), G(target));
+  EmitCanonicalCheck(tmp);
+  if (reload && !(clobbered_ & bit)) Load(tmp);
+}
+
 bool BlockEmitter::EmitLoadTarget(size_t index) {
   Insn& in = insns_[index];
   const auto& op = in.ops[0];
   uint32_t width = in.d.operand_width;
   if (op.type == ZYDIS_OPERAND_TYPE_REGISTER) {
     int r = GprId(op.reg.value);
+    if (in.kind == Kind::kJmpInd && mode_.code_bits == 64 && width == 64)
+      EmitCanonicalCheckReg(index, r);
     MarkInsn(index);
     if (r == kRsp) {
       a_.mov(Gs(ROVE_CTX(spill_rcx)), x86::rcx);
@@ -1868,7 +1920,7 @@ bool BlockEmitter::EmitLoadTarget(size_t index) {
   EmitAccess(
       index, sc, width / 8, false,
       [this, pin, s0, s1, s2] { EmitLinearAddress(*pin, pin->ops[0], s1, s2, s0); },
-      [this, s1, s2, width] {
+      [this, pin, s1, s2, width] {
         if (width == 64)
           a_.mov(G(s2), x86::qword_ptr(G(s1)));
         else if (width == 32)
@@ -1876,6 +1928,10 @@ bool BlockEmitter::EmitLoadTarget(size_t index) {
         else
           a_.movzx(G32(s2), x86::word_ptr(G(s1)));
         a_.mov(Gs(ROVE_CTX(lookup_rip)), G(s2));
+        if (pin->kind == Kind::kJmpInd && mode_.code_bits == 64 && width == 64) {
+          a_.mov(G(s1), G(s2));
+          EmitCanonicalCheck(s1);
+        }
       });
   return true;
 }
@@ -1899,9 +1955,15 @@ void BlockEmitter::EmitCall(size_t index) {
   EmitAccess(
       index, sc, size, true,
       [this, s0, s1, s2, size] { EmitStackAddress(s1, s2, s0, -static_cast<int32_t>(size)); },
-      [this, s0, s1, s2, size, ret] {
+      [this, pin = &in, s0, s1, s2, size, ret] {
         a_.mov(G(s2), ret);
         EmitStoreSized(s1, s2, size);
+        if (pin->kind == Kind::kCallInd && size == 8) {
+          // After the store, as the host does: a #GP for a non-canonical target leaves the
+          // return address written below the unchanged RSP (tests/diff control cases).
+          a_.mov(G(s2), Gs(ROVE_CTX(lookup_rip)));
+          EmitCanonicalCheck(s2);
+        }
         EmitRspCommit(s0, -static_cast<int32_t>(size));
       });
   if (in.kind == Kind::kCallRel) {
@@ -1935,6 +1997,10 @@ void BlockEmitter::EmitRet(size_t index) {
         else
           a_.movzx(G32(s2), x86::word_ptr(G(s1)));
         a_.mov(Gs(ROVE_CTX(lookup_rip)), G(s2));
+        if (size == 8) {
+          a_.mov(G(s1), G(s2));
+          EmitCanonicalCheck(s1);
+        }
         EmitRspCommit(s0, static_cast<int32_t>(size) + extra);
       });
   EmitIndirectJump();

@@ -600,6 +600,13 @@ Exit BtCpu::Run(bool single_step) {
     ctx->seg_base[s] = st.seg[s].base;
     ctx->seg_limit[s] = st.seg[s].limit;
   }
+  if (st.cr4 & cr4::kLa57) {
+    ctx->canon_sign_mask = 0xFF00000000000000ull;
+    ctx->canon_fault_mask = 0x7F00000000000001ull;
+  } else {
+    ctx->canon_sign_mask = 0xFFFF800000000000ull;
+    ctx->canon_fault_mask = 0x7FFF800000000001ull;
+  }
   // Inline CLI/STI/PUSHF work on ctx.sys_rflags; IF goes back to CpuState when Run returns.
   ctx->sys_rflags =
       (st.rflags & ~(rflags::kHostLive | rflags::kRf | rflags::kVm)) | rflags::kFixed1;
