@@ -436,6 +436,41 @@ bool UsesStackSegment(const Insn& in, bool write) {
          mem.segment != ZYDIS_REGISTER_GS;
 }
 
+// The alignment (bytes) the memory operand of `in` must have, else #GP(0), or 0: legacy-encoded
+// instructions with a 16-byte operand (SSE and its extensions, CMPXCHG16B) except the
+// explicitly unaligned ones, and the VEX/EVEX aligned and non-temporal moves (vector length).
+// The host checks it itself when the access hits the soft TLB; the slow path checks it before
+// paging and for accesses it bounces.
+uint8_t RequiredAlignment(const Insn& in) {
+  if (in.mem_index < 0) return 0;
+  const unsigned bytes = in.ops[in.mem_index].size / 8;
+  switch (in.d.mnemonic) {
+    case ZYDIS_MNEMONIC_MOVUPS:
+    case ZYDIS_MNEMONIC_MOVUPD:
+    case ZYDIS_MNEMONIC_MOVDQU:
+    case ZYDIS_MNEMONIC_LDDQU:
+    case ZYDIS_MNEMONIC_PCMPESTRI:
+    case ZYDIS_MNEMONIC_PCMPESTRM:
+    case ZYDIS_MNEMONIC_PCMPISTRI:
+    case ZYDIS_MNEMONIC_PCMPISTRM:
+      return 0;
+    case ZYDIS_MNEMONIC_VMOVAPS:
+    case ZYDIS_MNEMONIC_VMOVAPD:
+    case ZYDIS_MNEMONIC_VMOVDQA:
+    case ZYDIS_MNEMONIC_VMOVDQA32:
+    case ZYDIS_MNEMONIC_VMOVDQA64:
+    case ZYDIS_MNEMONIC_VMOVNTPS:
+    case ZYDIS_MNEMONIC_VMOVNTPD:
+    case ZYDIS_MNEMONIC_VMOVNTDQ:
+    case ZYDIS_MNEMONIC_VMOVNTDQA:
+      return bytes == 16 || bytes == 32 || bytes == 64 ? static_cast<uint8_t>(bytes) : 0;
+    default:
+      break;
+  }
+  if (in.d.encoding != ZYDIS_INSTRUCTION_ENCODING_LEGACY || bytes != 16) return 0;
+  return in.d.mnemonic == ZYDIS_MNEMONIC_CMPXCHG16B || HasRegClass(in, ZYDIS_REGCLASS_XMM) ? 16 : 0;
+}
+
 // Register use, for picking scratch registers the instruction does not touch.
 void ComputeRegisterUse(Insn& in) {
   for (int i = 0; i < in.d.operand_count; ++i) {
@@ -2774,6 +2809,7 @@ bt::Block* BtCpu::Impl::Translate(const bt::TransMode& mode, uint64_t linear, ui
     info.write = s.access != 0;
     info.post = s.post;
     info.stack = UsesStackSegment(in, info.write);
+    info.align = in.kind == Kind::kMem ? RequiredAlignment(in) : 0;
     info.guest_rip = in.rip;
     info.next_rip = in.next_rip;
     info.view = mode.view;

@@ -381,6 +381,14 @@ uint64_t BtCpu::Impl::MemSlowPath(uintptr_t ret) {
     ex.has_error_code = true;
     return raise(ex);
   }
+  // Alignment comes before paging (and a page-crossing or MMIO access runs on the aligned
+  // bounce buffer, where the host instruction cannot see it).
+  if (site->align && (va & (site->align - 1))) {
+    GuestException ex;
+    ex.vector = kGp;
+    ex.has_error_code = true;
+    return raise(ex);
+  }
   const uint64_t lin_mask = long_mode ? ~0ull : 0xFFFFFFFFull;
   uint64_t pages[2] = {va & kPageMask & lin_mask, last & kPageMask & lin_mask};
   const int npages = pages[0] == pages[1] ? 1 : 2;

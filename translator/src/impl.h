@@ -67,8 +67,9 @@ struct MemSiteInfo {
   uint32_t return_offset;
   uint32_t size;
   bool write;
-  bool post;   // the call after the access (write-back / SMC check)
-  bool stack;  // through SS (stack operations, RSP/RBP-based operands): #SS instead of #GP
+  bool post;      // the call after the access (write-back / SMC check)
+  bool stack;     // through SS (stack operations, RSP/RBP-based operands): #SS instead of #GP
+  uint8_t align;  // the operand must be aligned to this many bytes (#GP otherwise), or 0
   uint8_t view;
   uint64_t guest_rip;
   uint64_t next_rip;

@@ -158,6 +158,31 @@ CASE evex_aligned_store_riprel
   vmovdqa64 [DATA(0xFE8)], zmm6
 CASE sse_alignment_pxor
   pxor xmm1, [DATA(0x801)]
+CASE unaligned_sse_across_pages_no_gp
+  movups xmm0, [DATA(0xFF9)]          ; page-crossing: bounced, must not fault
+  movdqu [DATA(0x1FF3)], xmm0
+  lddqu xmm1, [DATA(0x2FFB)]
+  movupd xmm2, [DATA(0xFFC)]
+  mov eax, 5
+  mov edx, 5
+  pcmpestri xmm1, [DATA(0x1FF7)], 0x0C
+  cvtps2pd xmm3, [DATA(0x2FFC)]       ; 8-byte operand
+  movhps xmm4, [DATA(0xFFD)]
+CASE cmpxchg16b_alignment_before_paging
+  mov rsi, UNMAPPED + 8
+  lock cmpxchg16b [rsi]
+CASE cmpxchg16b_alignment_across_pages
+  lock cmpxchg16b [DATA(0xFF8)]
+CASE vex_aligned_before_paging
+  mov rax, UNMAPPED + 0x20
+  vmovdqa ymm1, [rax]                 ; aligned to 32: #PF
+CASE vex_misaligned_before_paging
+  mov rax, UNMAPPED + 0x10
+  vmovntdq [rax], ymm1                ; 16 is not 32: #GP, not #PF
+CASE evex_masked_aligned_move_misaligned
+  mov eax, 1
+  kmovw k1, eax
+  vmovdqa32 zmm2{k1}, [DATA(0x1FE0)]  ; misaligned and page-crossing even though masked: #GP
 CASE avx_no_alignment_needed
   vpxor xmm1, xmm2, [DATA(0x801)]
   vpaddd ymm3, ymm4, [DATA(0x803)]
