@@ -471,6 +471,82 @@ uint8_t RequiredAlignment(const Insn& in) {
   return in.d.mnemonic == ZYDIS_MNEMONIC_CMPXCHG16B || HasRegClass(in, ZYDIS_REGCLASS_XMM) ? 16 : 0;
 }
 
+// The element masking of a vector memory operand (MaskedAccess), for the instructions whose
+// masked-off elements do not fault: VPMASKMOV/VMASKMOV, and EVEX instructions with a k mask
+// in the exception classes with fault suppression (E1-E6, E10, E11; not the ...NF ones such as
+// VPERMD) when the mask maps simply onto the memory elements. Anything else is accessed whole.
+bt::MaskedAccess DescribeMask(const Insn& in) {
+  bt::MaskedAccess m;
+  if (in.mem_index < 0) return m;
+  const auto& mem = in.ops[in.mem_index];
+  const unsigned element_bytes = mem.element_size / 8;
+  const unsigned elements = mem.element_count;
+  if (element_bytes == 0 || elements == 0 || elements > 64 ||
+      element_bytes * elements != mem.size / 8u)
+    return m;
+  m.element_bytes = static_cast<uint8_t>(element_bytes);
+  m.elements = static_cast<uint8_t>(elements);
+  switch (in.d.mnemonic) {
+    case ZYDIS_MNEMONIC_VPMASKMOVD:
+    case ZYDIS_MNEMONIC_VPMASKMOVQ:
+    case ZYDIS_MNEMONIC_VMASKMOVPS:
+    case ZYDIS_MNEMONIC_VMASKMOVPD:
+      if (in.ops[1].type != ZYDIS_OPERAND_TYPE_REGISTER) return {};
+      m.kind = bt::MaskedAccess::kVectorSign;
+      m.reg = static_cast<uint8_t>(
+          in.ops[1].reg.value - ZydisRegisterEncode(ZydisRegisterGetClass(in.ops[1].reg.value), 0));
+      m.controls = m.elements;
+      return m;
+    default:
+      break;
+  }
+  if (in.d.encoding != ZYDIS_INSTRUCTION_ENCODING_EVEX) return {};
+  const auto& mask = in.d.avx.mask;
+  if (mask.reg < ZYDIS_REGISTER_K1 || mask.reg > ZYDIS_REGISTER_K7 ||
+      (mask.mode != ZYDIS_MASK_MODE_MERGING && mask.mode != ZYDIS_MASK_MODE_ZEROING))
+    return {};
+  switch (in.d.meta.exception_class) {
+    case ZYDIS_EXCEPTION_CLASS_E1:
+    case ZYDIS_EXCEPTION_CLASS_E2:
+    case ZYDIS_EXCEPTION_CLASS_E3:
+    case ZYDIS_EXCEPTION_CLASS_E4:
+    case ZYDIS_EXCEPTION_CLASS_E5:
+    case ZYDIS_EXCEPTION_CLASS_E6:
+    case ZYDIS_EXCEPTION_CLASS_E10:
+    case ZYDIS_EXCEPTION_CLASS_E11:
+      break;
+    default:
+      return {};
+  }
+  m.reg = static_cast<uint8_t>(mask.reg - ZYDIS_REGISTER_K0);
+  // The mask controls the memory elements of a store, else the destination register's.
+  unsigned controls = elements;
+  if (in.mem_index != 0) {
+    const auto& dst = in.ops[0];
+    if (dst.type != ZYDIS_OPERAND_TYPE_REGISTER ||
+        ZydisRegisterGetClass(dst.reg.value) == ZYDIS_REGCLASS_MASK)
+      return {};
+    controls = dst.element_count;
+  }
+  if (controls == 0 || controls > 64) return {};
+  m.controls = static_cast<uint8_t>(controls);
+  const auto cat = in.d.meta.category;
+  if (cat == ZYDIS_CATEGORY_EXPAND || cat == ZYDIS_CATEGORY_COMPRESS) {
+    m.kind = bt::MaskedAccess::kOpmaskPacked;
+    return m;
+  }
+  if (in.d.avx.broadcast.mode != ZYDIS_BROADCAST_MODE_INVALID) {
+    // Embedded or instruction broadcast: each memory element feeds every `elements`-th control.
+    if (controls % elements != 0) return {};
+  } else if (elements == 1) {
+    m.controls = 1;  // scalar: mask bit 0
+  } else if (controls != elements) {
+    return {};
+  }
+  m.kind = bt::MaskedAccess::kOpmask;
+  return m;
+}
+
 // Register use, for picking scratch registers the instruction does not touch.
 void ComputeRegisterUse(Insn& in) {
   for (int i = 0; i < in.d.operand_count; ++i) {
@@ -2810,6 +2886,7 @@ bt::Block* BtCpu::Impl::Translate(const bt::TransMode& mode, uint64_t linear, ui
     info.post = s.post;
     info.stack = UsesStackSegment(in, info.write);
     info.align = in.kind == Kind::kMem ? RequiredAlignment(in) : 0;
+    if (in.kind == Kind::kMem) info.masked = DescribeMask(in);
     info.guest_rip = in.rip;
     info.next_rip = in.next_rip;
     info.view = mode.view;

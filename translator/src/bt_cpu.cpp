@@ -1,5 +1,6 @@
 // The BT vCPU core: block lookup and chaining, the soft-TLB slow path, self-modifying-code
 // invalidation, and mapping host faults in translated code back to precise guest exceptions.
+#include <cpuid.h>
 #include <immintrin.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -161,6 +162,11 @@ BtCpu::Impl::Impl(GuestMemory& memory_in, CpuState& state_in, BtOptions options_
   ctx->state = &state;
   ctx->xsave_mask = 0xE7 & _xgetbv(0);
   ctx->owner = this;
+  unsigned eax, ebx, ecx, edx;
+  if ((ctx->xsave_mask & 0x04) && __get_cpuid_count(0xD, 2, &eax, &ebx, &ecx, &edx))
+    xsave_ymm_hi_offset = ebx;
+  if ((ctx->xsave_mask & 0x20) && __get_cpuid_count(0xD, 5, &eax, &ebx, &ecx, &edx))
+    xsave_opmask_offset = ebx;
   cache_size = options.code_cache_bytes;
   void* p = mmap(nullptr, cache_size, PROT_READ | PROT_WRITE | PROT_EXEC,
                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -392,9 +398,21 @@ uint64_t BtCpu::Impl::MemSlowPath(uintptr_t ret) {
   const uint64_t lin_mask = long_mode ? ~0ull : 0xFFFFFFFFull;
   uint64_t pages[2] = {va & kPageMask & lin_mask, last & kPageMask & lin_mask};
   const int npages = pages[0] == pages[1] ? 1 : 2;
+  const uint64_t offset = va & (kPageSize - 1);
+  // A masked vector access does not touch (walk, fault on, read or write) a page that holds
+  // none of the bytes of its enabled elements.
+  bool skip[2] = {false, false};
+  if (site->masked.kind != bt::MaskedAccess::kNone && size <= 64) {
+    const uint64_t bytes = MaskedBytes(site->masked);
+    const uint64_t first_len = npages == 1 ? size : kPageSize - offset;
+    const uint64_t first_mask = first_len >= 64 ? ~0ull : (1ull << first_len) - 1;
+    skip[0] = (bytes & first_mask) == 0;
+    skip[1] = npages == 2 && (bytes & ~first_mask) == 0;
+  }
   uint64_t phys[2] = {};
   WalkResult walks[2];
   for (int i = 0; i < npages; ++i) {
+    if (skip[i]) continue;
     if (paging) {
       WalkRequest req;
       req.linear = pages[i];
@@ -418,8 +436,7 @@ uint64_t BtCpu::Impl::MemSlowPath(uintptr_t ret) {
     }
   }
 
-  const uint64_t offset = va & (kPageSize - 1);
-  if (npages == 1 && memory.IsRam(phys[0])) {
+  if (npages == 1 && !skip[0] && memory.IsRam(phys[0])) {
     if (write && memory.IsCodePage(phys[0])) memory.NotifyWrite(phys[0] + offset, size);
     TlbSet& set = ctx->tlb.set[site->view];
     const uint64_t idx = SoftTlb::Index(pages[0]);
@@ -436,25 +453,63 @@ uint64_t BtCpu::Impl::MemSlowPath(uintptr_t ret) {
     ctx->bounce_active = false;
     return 0;
   }
-  // MMIO or a page-crossing access: go through the bounce buffer.
-  ctx->bounce_phys[0] = phys[0] + offset;
+  // MMIO, a page-crossing access or a masked one with a page skipped: go through the bounce
+  // buffer.
+  ctx->bounce_phys[0] = skip[0] ? bt::kBounceSkip : phys[0] + offset;
   ctx->bounce_len[0] = npages == 1 ? size : static_cast<uint32_t>(kPageSize - offset);
-  ctx->bounce_phys[1] = phys[1];
+  ctx->bounce_phys[1] = skip[1] ? bt::kBounceSkip : phys[1];
   ctx->bounce_len[1] = npages == 1 ? 0 : size - ctx->bounce_len[0];
   // Reads see current memory; a write-only access still needs the old bytes for partial
   // writes of the bounce area, so the buffer is always filled (MMIO reads are skipped for
-  // pure writes so device side effects do not happen twice).
-  bool is_mmio = !memory.IsRam(phys[0]) || (npages == 2 && !memory.IsRam(phys[1]));
-  if (!(write && is_mmio)) {
-    memory.Read(ctx->bounce_phys[0], ctx->bounce, ctx->bounce_len[0]);
-    if (ctx->bounce_len[1])
-      memory.Read(ctx->bounce_phys[1], ctx->bounce + ctx->bounce_len[0], ctx->bounce_len[1]);
-  } else {
-    std::memset(ctx->bounce, 0, size);
+  // pure writes so device side effects do not happen twice). Skipped pieces read as zeros.
+  bool is_mmio = false;
+  for (int i = 0; i < npages; ++i) is_mmio |= !skip[i] && !memory.IsRam(phys[i]);
+  uint8_t* piece = ctx->bounce;
+  for (int i = 0; i < 2; ++i) {
+    if (!ctx->bounce_len[i]) continue;
+    if (ctx->bounce_phys[i] == bt::kBounceSkip || (write && is_mmio))
+      std::memset(piece, 0, ctx->bounce_len[i]);
+    else
+      memory.Read(ctx->bounce_phys[i], piece, ctx->bounce_len[i]);
+    piece += ctx->bounce_len[i];
   }
   ctx->bounce_active = true;
   ctx->mem_host = reinterpret_cast<uint64_t>(ctx->bounce);
   return 0;
+}
+
+uint64_t BtCpu::Impl::MaskedBytes(const bt::MaskedAccess& m) const {
+  const uint8_t* area = state.xsave;
+  uint64_t bv;
+  std::memcpy(&bv, area + 512, 8);  // XSTATE_BV: a clear component is all zeros
+  uint64_t elements = 0;            // bit i: element i of the operand is accessed
+  if (m.kind == bt::MaskedAccess::kVectorSign) {
+    uint8_t v[32] = {};
+    if (bv & 0x02) std::memcpy(v, area + 160 + 16 * m.reg, 16);
+    if ((bv & 0x04) && xsave_ymm_hi_offset)
+      std::memcpy(v + 16, area + xsave_ymm_hi_offset + 16 * m.reg, 16);
+    for (unsigned i = 0; i < m.elements && (i + 1) * m.element_bytes <= sizeof(v); ++i)
+      if (v[(i + 1) * m.element_bytes - 1] & 0x80) elements |= 1ull << i;
+  } else {
+    uint64_t k = 0;
+    if ((bv & 0x20) && xsave_opmask_offset)
+      std::memcpy(&k, area + xsave_opmask_offset + 8 * m.reg, 8);
+    if (m.controls < 64) k &= (1ull << m.controls) - 1;
+    if (m.kind == bt::MaskedAccess::kOpmaskPacked) {
+      const int n = __builtin_popcountll(k);
+      elements = n >= 64 ? ~0ull : (1ull << n) - 1;
+    } else {
+      for (unsigned j = 0; j < m.controls; ++j)
+        if ((k >> j) & 1) elements |= 1ull << (j % m.elements);
+    }
+  }
+  uint64_t bytes = 0;
+  for (unsigned i = 0; i < m.elements; ++i) {
+    if (!((elements >> i) & 1)) continue;
+    for (unsigned b = i * m.element_bytes; b < (i + 1) * m.element_bytes && b < 64; ++b)
+      bytes |= 1ull << b;
+  }
+  return bytes;
 }
 
 uint64_t BtCpu::Impl::MemPostPath(uintptr_t ret) {
@@ -463,8 +518,9 @@ uint64_t BtCpu::Impl::MemPostPath(uintptr_t ret) {
   if (!site) throw std::logic_error("translator: unknown memory post-path call site");
   if (ctx->bounce_active) {
     ctx->bounce_active = false;
-    memory.Write(ctx->bounce_phys[0], ctx->bounce, ctx->bounce_len[0]);
-    if (ctx->bounce_len[1])
+    if (ctx->bounce_phys[0] != bt::kBounceSkip)
+      memory.Write(ctx->bounce_phys[0], ctx->bounce, ctx->bounce_len[0]);
+    if (ctx->bounce_len[1] && ctx->bounce_phys[1] != bt::kBounceSkip)
       memory.Write(ctx->bounce_phys[1], ctx->bounce + ctx->bounce_len[0], ctx->bounce_len[1]);
   }
   if (current_block_invalidated) {

@@ -40,6 +40,7 @@ enum InternalExit : uint64_t {
 // scratch; the side tables say which slots hold guest values at each point.
 inline constexpr int kSpillSlots = 16;
 inline constexpr size_t kBounceBytes = 8192;
+inline constexpr uint64_t kBounceSkip = ~0ull;
 
 // Address groups a counted loop's fast version may keep in host registers.
 inline constexpr int kLoopGroups = 4;
@@ -87,7 +88,8 @@ struct alignas(64) VcpuContext {
   // --- memory slow path arguments ---
   uint64_t mem_va = 0;
   uint64_t mem_host = 0;
-  // A bounced access (MMIO or page-crossing): up to two physical pieces.
+  // A bounced access (MMIO, page-crossing, or masked with masked-off bytes on a page that is
+  // not accessed): up to two physical pieces; kBounceSkip marks a piece that is not accessed.
   uint64_t bounce_phys[2] = {};
   uint32_t bounce_len[2] = {};
   bool bounce_active = false;
