@@ -718,6 +718,11 @@ EmulationOutcome SystemEmulator::Impl::Execute() {
       }
       break;
 
+    case ZYDIS_MNEMONIC_MASKMOVDQU:
+    case ZYDIS_MNEMONIC_VMASKMOVDQU:
+      DoMaskMovdqu();
+      break;
+
     case ZYDIS_MNEMONIC_UD0:
     case ZYDIS_MNEMONIC_UD1:
     case ZYDIS_MNEMONIC_UD2:

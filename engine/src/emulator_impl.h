@@ -256,6 +256,7 @@ class SystemEmulator::Impl {
   void DoLoadFarPointer();
   void DoNearTransfer();
   void DoGatherScatter();  // VSIB: AVX2 gathers, AVX-512 gathers and scatters
+  void DoMaskMovdqu();     // MASKMOVDQU / VMASKMOVDQU: byte-masked store to [RDI]
   bool UmipBlocks() const { return (s.cr4 & cr4::kUmip) && Cpl() > 0 && !Real(); }
   // FS/GS base instructions; XGETBV/XSETBV.
   void DoFsGsBase();

@@ -1,5 +1,6 @@
 // Vector instructions the translator hands over: AVX2 gathers and AVX-512 gathers/scatters
-// (VSIB addressing). They work on the vector registers in CpuState::xsave (standard format).
+// (VSIB addressing), and MASKMOVDQU (its [RDI] operand is hidden). They work on the vector
+// registers in CpuState::xsave (standard format).
 #include <algorithm>
 #include <cstring>
 
@@ -211,6 +212,66 @@ void SystemEmulator::Impl::DoGatherScatter() {
   }
   if (!evex) std::memset(mask_vec, 0, sizeof(mask_vec));  // the whole mask ends cleared
   commit();
+}
+
+// MASKMOVDQU / VMASKMOVDQU xmm1, xmm2: the bytes of xmm1 whose byte in xmm2 has its high bit
+// set go to DS:[RDI] (EDI/DI by address size, segment override allowed). Every page that
+// receives a byte is checked for writing first, so a fault writes nothing; with an all-zero
+// mask nothing is accessed.
+void SystemEmulator::Impl::DoMaskMovdqu() {
+  const bool vex = in.encoding == ZYDIS_INSTRUCTION_ENCODING_VEX;
+  if (vex) {
+    const uint64_t need = xfeature::kSse | xfeature::kAvx;
+    if (!(s.cr4 & cr4::kOsxsave) || (s.xcr0 & need) != need) UD();
+  } else {
+    if ((s.cr0 & cr0::kEm) || !(s.cr4 & cr4::kOsfxsr)) UD();
+  }
+  if (s.cr0 & cr0::kTs) RaiseNoError(kNm);
+  int mem_i = -1;
+  for (int i = 0; i < in.operand_count; ++i)
+    if (op[i].type == ZYDIS_OPERAND_TYPE_MEMORY) mem_i = i;
+  const int data_reg = VectorIndex(op[0].reg.value);
+  const int mask_reg = VectorIndex(op[1].reg.value);
+  if (mem_i < 0 || data_reg < 0 || mask_reg < 0) UD();
+
+  VectorFile vf(s.xsave, model);
+  uint8_t data[64], mask[64];
+  vf.Read(data_reg, data);
+  vf.Read(mask_reg, mask);
+  int first = -1, last = -1;
+  for (int i = 0; i < 16; ++i) {
+    if (!(mask[i] & 0x80)) continue;
+    if (first < 0) first = i;
+    last = i;
+  }
+  const uint64_t base =
+      SegLinear(OperandSeg(op[mem_i]), EffectiveAddress(op[mem_i]), 16, MemAccess::kWrite);
+  if (first < 0) return;
+  auto linear_of = [&](int i) { return TruncLinear(base + static_cast<uint64_t>(i)); };
+  if (PagingEnabled(Paging())) {
+    const LinearAccessMode mode{Cpl() == 3, (s.rflags & rflags::kAc) != 0, false};
+    uint64_t checked_page = ~0ull;
+    for (int i = first; i <= last; ++i) {
+      if (!(mask[i] & 0x80) || (linear_of(i) & kPageMask) == checked_page) continue;
+      checked_page = linear_of(i) & kPageMask;
+      const WalkResult w = lin.Translate(Paging(), mode, linear_of(i), Access::kWrite);
+      if (!w.ok) {
+        GuestFault f;
+        f.e.vector = kPf;
+        f.e.has_error_code = true;
+        f.e.error_code = w.error_code;
+        f.e.cr2 = linear_of(i);
+        throw f;
+      }
+    }
+  }
+  for (int i = first; i <= last; ++i) {
+    if (!(mask[i] & 0x80)) continue;
+    int end = i;
+    while (end + 1 <= last && (mask[end + 1] & 0x80)) ++end;
+    LinWrite(linear_of(i), data + i, static_cast<size_t>(end - i + 1));
+    i = end;
+  }
 }
 
 }  // namespace rove

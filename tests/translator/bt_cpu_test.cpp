@@ -53,6 +53,24 @@ TEST(BtCpu, MemoryLoadsStoresAndStack) {
   EXPECT_EQ(g.mem->ReadU64(LongModeGuest::kStackTop - 8), 0x1234u);
 }
 
+// A direct JMP whose target is not canonical goes to the emulator (which raises #GP at the
+// JMP, before anything changes); it must not leave with RIP = the target.
+TEST(BtCpu, DirectJumpToNonCanonicalTargetIsEmulated) {
+  LongModeGuest g;
+  // Map linear 0x7FFFFFFFF000 (the last canonical lower-half page) to physical 0x300000.
+  g.mem->WriteU64(0x1000 + 8 * 255, 0x4000 | 0x7);
+  g.mem->WriteU64(0x4000 + 8 * 511, 0x5000 | 0x7);
+  g.mem->WriteU64(0x5000 + 8 * 511, 0x6000 | 0x7);
+  g.mem->WriteU64(0x6000 + 8 * 511, 0x300000 | 0x7);
+  const uint8_t code[] = {0xE9, 0x00, 0x01, 0x00, 0x00};  // jmp +0x100: 0x800000000005
+  g.mem->Write(0x300F00, code, sizeof(code));
+  g.state.rip = 0x7FFFFFFFFF00;
+  Exit e = g.RunToEmulate();
+  ASSERT_EQ(e.reason, ExitReason::kEmulate);
+  EXPECT_EQ(g.state.rip, 0x7FFFFFFFFF00u);
+  EXPECT_EQ(g.state.gpr[kRsp], LongModeGuest::kStackTop);
+}
+
 TEST(BtCpu, LoopCallRetAndFlags) {
   LongModeGuest g;
   // xor eax, eax; mov ecx, 10; L: call F; loop L; hlt; F: add rax, 3; ret

@@ -208,6 +208,15 @@ bool IsSensitiveMnemonic(ZydisMnemonic m) {
   }
 }
 
+// A direct JMP/CALL of 64-bit code whose target is not canonical (48-bit; a 57-bit target
+// space only makes this conservative): the emulator raises #GP at the branch, before anything
+// is pushed.
+bool NonCanonicalDirectTarget(const Insn& in, const bt::TransMode& mode) {
+  if (mode.code_bits != 64) return false;
+  const uint64_t target = in.rip + in.d.length + static_cast<uint64_t>(in.ops[0].imm.value.s);
+  return static_cast<uint64_t>(static_cast<int64_t>(target << 16) >> 16) != target;
+}
+
 Kind Classify(Insn& in, const bt::TransMode& mode) {
   const auto& d = in.d;
   const auto cat = d.meta.category;
@@ -262,12 +271,14 @@ Kind Classify(Insn& in, const bt::TransMode& mode) {
           return Kind::kJcc;
       }
     case ZYDIS_CATEGORY_UNCOND_BR:
-      if (op0->type == ZYDIS_OPERAND_TYPE_IMMEDIATE) return Kind::kJmpRel;
+      if (op0->type == ZYDIS_OPERAND_TYPE_IMMEDIATE)
+        return NonCanonicalDirectTarget(in, mode) ? Kind::kEmulate : Kind::kJmpRel;
       if (op0->type == ZYDIS_OPERAND_TYPE_REGISTER || op0->type == ZYDIS_OPERAND_TYPE_MEMORY)
         return Kind::kJmpInd;
       return Kind::kEmulate;
     case ZYDIS_CATEGORY_CALL:
-      if (op0->type == ZYDIS_OPERAND_TYPE_IMMEDIATE) return Kind::kCallRel;
+      if (op0->type == ZYDIS_OPERAND_TYPE_IMMEDIATE)
+        return NonCanonicalDirectTarget(in, mode) ? Kind::kEmulate : Kind::kCallRel;
       if (op0->type == ZYDIS_OPERAND_TYPE_REGISTER || op0->type == ZYDIS_OPERAND_TYPE_MEMORY)
         return Kind::kCallInd;
       return Kind::kEmulate;
@@ -396,6 +407,146 @@ bool BranchMayLeaveLimit(const Insn& in, uint64_t cs_limit) {
     default:
       return false;
   }
+}
+
+// Whether a non-canonical address in the read or write access of `in` raises #SS rather than
+// #GP: the stack side of PUSH/POP/CALL/RET/LEAVE, and memory operands based on RSP or RBP. The
+// host decides by the base register, not by segment prefixes: [ds:rbp] raises #SS, [ss:rax]
+// and [rbx + rbp] raise #GP (tests/diff/cases/exceptions.asm). PUSH m and CALL m read their
+// operand like any other memory operand.
+bool UsesStackSegment(const Insn& in, bool write) {
+  switch (in.kind) {
+    case Kind::kPushReg:
+    case Kind::kPushImm:
+    case Kind::kPushf:
+    case Kind::kPopReg:
+    case Kind::kCallRel:
+    case Kind::kRetNear:
+    case Kind::kLeave:
+      return true;
+    case Kind::kPushMem:
+    case Kind::kCallInd:
+      if (write) return true;
+      break;
+    default:
+      break;
+  }
+  if (in.mem_index < 0 || in.ops[in.mem_index].type != ZYDIS_OPERAND_TYPE_MEMORY) return false;
+  const auto& mem = in.ops[in.mem_index].mem;
+  const int base = GprId(mem.base);
+  return (base == kRsp || base == kRbp) && mem.segment != ZYDIS_REGISTER_FS &&
+         mem.segment != ZYDIS_REGISTER_GS;
+}
+
+// The alignment (bytes) the memory operand of `in` must have, else #GP(0), or 0: legacy-encoded
+// instructions with a 16-byte operand (SSE and its extensions, CMPXCHG16B) except the
+// explicitly unaligned ones, and the VEX/EVEX aligned and non-temporal moves (vector length).
+// The host checks it itself when the access hits the soft TLB; the slow path checks it before
+// paging and for accesses it bounces.
+uint8_t RequiredAlignment(const Insn& in) {
+  if (in.mem_index < 0) return 0;
+  const unsigned bytes = in.ops[in.mem_index].size / 8;
+  switch (in.d.mnemonic) {
+    case ZYDIS_MNEMONIC_MOVUPS:
+    case ZYDIS_MNEMONIC_MOVUPD:
+    case ZYDIS_MNEMONIC_MOVDQU:
+    case ZYDIS_MNEMONIC_LDDQU:
+    case ZYDIS_MNEMONIC_PCMPESTRI:
+    case ZYDIS_MNEMONIC_PCMPESTRM:
+    case ZYDIS_MNEMONIC_PCMPISTRI:
+    case ZYDIS_MNEMONIC_PCMPISTRM:
+      return 0;
+    case ZYDIS_MNEMONIC_VMOVAPS:
+    case ZYDIS_MNEMONIC_VMOVAPD:
+    case ZYDIS_MNEMONIC_VMOVDQA:
+    case ZYDIS_MNEMONIC_VMOVDQA32:
+    case ZYDIS_MNEMONIC_VMOVDQA64:
+    case ZYDIS_MNEMONIC_VMOVNTPS:
+    case ZYDIS_MNEMONIC_VMOVNTPD:
+    case ZYDIS_MNEMONIC_VMOVNTDQ:
+    case ZYDIS_MNEMONIC_VMOVNTDQA:
+      return bytes == 16 || bytes == 32 || bytes == 64 ? static_cast<uint8_t>(bytes) : 0;
+    default:
+      break;
+  }
+  if (in.d.encoding != ZYDIS_INSTRUCTION_ENCODING_LEGACY || bytes != 16) return 0;
+  return in.d.mnemonic == ZYDIS_MNEMONIC_CMPXCHG16B || HasRegClass(in, ZYDIS_REGCLASS_XMM) ? 16 : 0;
+}
+
+// The element masking of a vector memory operand (MaskedAccess), for the instructions whose
+// masked-off elements do not fault: VPMASKMOV/VMASKMOV, and EVEX instructions with a k mask
+// in the exception classes with fault suppression (E1-E6, E10, E11; not the ...NF ones such as
+// VPERMD) when the mask maps simply onto the memory elements. Anything else is accessed whole.
+bt::MaskedAccess DescribeMask(const Insn& in) {
+  bt::MaskedAccess m;
+  if (in.mem_index < 0) return m;
+  const auto& mem = in.ops[in.mem_index];
+  const unsigned element_bytes = mem.element_size / 8;
+  const unsigned elements = mem.element_count;
+  if (element_bytes == 0 || elements == 0 || elements > 64 ||
+      element_bytes * elements != mem.size / 8u)
+    return m;
+  m.element_bytes = static_cast<uint8_t>(element_bytes);
+  m.elements = static_cast<uint8_t>(elements);
+  switch (in.d.mnemonic) {
+    case ZYDIS_MNEMONIC_VPMASKMOVD:
+    case ZYDIS_MNEMONIC_VPMASKMOVQ:
+    case ZYDIS_MNEMONIC_VMASKMOVPS:
+    case ZYDIS_MNEMONIC_VMASKMOVPD:
+      if (in.ops[1].type != ZYDIS_OPERAND_TYPE_REGISTER) return {};
+      m.kind = bt::MaskedAccess::kVectorSign;
+      m.reg = static_cast<uint8_t>(
+          in.ops[1].reg.value - ZydisRegisterEncode(ZydisRegisterGetClass(in.ops[1].reg.value), 0));
+      m.controls = m.elements;
+      return m;
+    default:
+      break;
+  }
+  if (in.d.encoding != ZYDIS_INSTRUCTION_ENCODING_EVEX) return {};
+  const auto& mask = in.d.avx.mask;
+  if (mask.reg < ZYDIS_REGISTER_K1 || mask.reg > ZYDIS_REGISTER_K7 ||
+      (mask.mode != ZYDIS_MASK_MODE_MERGING && mask.mode != ZYDIS_MASK_MODE_ZEROING))
+    return {};
+  switch (in.d.meta.exception_class) {
+    case ZYDIS_EXCEPTION_CLASS_E1:
+    case ZYDIS_EXCEPTION_CLASS_E2:
+    case ZYDIS_EXCEPTION_CLASS_E3:
+    case ZYDIS_EXCEPTION_CLASS_E4:
+    case ZYDIS_EXCEPTION_CLASS_E5:
+    case ZYDIS_EXCEPTION_CLASS_E6:
+    case ZYDIS_EXCEPTION_CLASS_E10:
+    case ZYDIS_EXCEPTION_CLASS_E11:
+      break;
+    default:
+      return {};
+  }
+  m.reg = static_cast<uint8_t>(mask.reg - ZYDIS_REGISTER_K0);
+  // The mask controls the memory elements of a store, else the destination register's.
+  unsigned controls = elements;
+  if (in.mem_index != 0) {
+    const auto& dst = in.ops[0];
+    if (dst.type != ZYDIS_OPERAND_TYPE_REGISTER ||
+        ZydisRegisterGetClass(dst.reg.value) == ZYDIS_REGCLASS_MASK)
+      return {};
+    controls = dst.element_count;
+  }
+  if (controls == 0 || controls > 64) return {};
+  m.controls = static_cast<uint8_t>(controls);
+  const auto cat = in.d.meta.category;
+  if (cat == ZYDIS_CATEGORY_EXPAND || cat == ZYDIS_CATEGORY_COMPRESS) {
+    m.kind = bt::MaskedAccess::kOpmaskPacked;
+    return m;
+  }
+  if (in.d.avx.broadcast.mode != ZYDIS_BROADCAST_MODE_INVALID) {
+    // Embedded or instruction broadcast: each memory element feeds every `elements`-th control.
+    if (controls % elements != 0) return {};
+  } else if (elements == 1) {
+    m.controls = 1;  // scalar: mask bit 0
+  } else if (controls != elements) {
+    return {};
+  }
+  m.kind = bt::MaskedAccess::kOpmask;
+  return m;
 }
 
 // Register use, for picking scratch registers the instruction does not touch.
@@ -1241,6 +1392,30 @@ class BlockEmitter {
   void EmitPushf(size_t index);
   void EmitLeave(size_t index);
   void EmitSwapgs(size_t index);
+  // Faults on the host (SIGSEGV, mapped to #GP(0) at the current instruction) when `reg`, a
+  // 64-bit branch target, is not canonical; clobbers `reg`, flag-free. Branches check their
+  // target before committing RSP, so the #GP leaves the state before the branch.
+  void EmitCanonicalCheck(int reg) {
+    a_.pext(G(reg), G(reg), Gs(ROVE_CTX(canon_sign_mask)));
+    a_.lea(G(reg), x86::ptr(G(reg), 1));
+    a_.pdep(G(reg), G(reg), Gs(ROVE_CTX(canon_fault_mask)));
+    x86::Mem probe = x86::dword_ptr(G(reg));  // ctx offset 0 or 1 when canonical
+    probe.setSegment(x86::gs);
+    a_.mov(G32(reg), probe);
+  }
+  // The same for the register operand of JMP reg, checked in a dead register when there is
+  // one, else in RAX or RCX saved around the check.
+  void EmitCanonicalCheckReg(size_t index, int target);
+  // VZEROUPPER/VZEROALL of 16/32-bit code reach only YMM0-7; run in 64-bit mode they would
+  // clear YMM8-15 too. A VEX.128 move (or XOR) of each of the eight zeroes the same bits.
+  void EmitVzeroLow8(bool all) {
+    for (uint32_t r = 0; r < 8; ++r) {
+      if (all)
+        a_.vpxor(x86::xmm(r), x86::xmm(r), x86::xmm(r));
+      else
+        a_.vmovdqa(x86::xmm(r), x86::xmm(r));
+    }
+  }
   void EmitFallback(size_t index) {
     RestoreClobbered();
     MarkInsn(index);
@@ -1553,6 +1728,11 @@ void BlockEmitter::EmitIdent(size_t index) {
     a_.embed(in.bytes, in.d.length);
     return;
   }
+  if (in.d.mnemonic == ZYDIS_MNEMONIC_VZEROUPPER || in.d.mnemonic == ZYDIS_MNEMONIC_VZEROALL) {
+    MarkInsn(index);
+    EmitVzeroLow8(in.d.mnemonic == ZYDIS_MNEMONIC_VZEROALL);
+    return;
+  }
   Scratch sc;
   Reencoded enc;
   if (!Plan(index, in.uses_rsp, false, in.uses_high_byte, false, sc) ||
@@ -1813,12 +1993,39 @@ void BlockEmitter::EmitPop(size_t index) {
       });
 }
 
+void BlockEmitter::EmitCanonicalCheckReg(size_t index, int target) {
+  int tmp = -1;
+  const uint16_t dead = DeadAt(index);
+  for (int r : kScratchOrder) {
+    if (r != target && (dead & (1u << r))) {
+      tmp = r;
+      break;
+    }
+  }
+  const bool reload = tmp < 0;
+  if (reload) tmp = target == kRax ? kRcx : kRax;
+  const uint16_t bit = static_cast<uint16_t>(1u << tmp);
+  if (!(clobbered_ & bit)) {
+    Save(tmp);
+    if (!reload) clobbered_ |= bit;  // dead: its guest value stays in the slot
+  }
+  MarkInsn(index, bit);
+  if (target == kRsp)
+    a_.mov(G(tmp), Gs(ROVE_CTX(guest_rsp)));
+  else
+    a_.mov(G(tmp), G(target));
+  EmitCanonicalCheck(tmp);
+  if (reload && !(clobbered_ & bit)) Load(tmp);
+}
+
 bool BlockEmitter::EmitLoadTarget(size_t index) {
   Insn& in = insns_[index];
   const auto& op = in.ops[0];
   uint32_t width = in.d.operand_width;
   if (op.type == ZYDIS_OPERAND_TYPE_REGISTER) {
     int r = GprId(op.reg.value);
+    if (in.kind == Kind::kJmpInd && mode_.code_bits == 64 && width == 64)
+      EmitCanonicalCheckReg(index, r);
     MarkInsn(index);
     if (r == kRsp) {
       a_.mov(Gs(ROVE_CTX(spill_rcx)), x86::rcx);
@@ -1848,7 +2055,7 @@ bool BlockEmitter::EmitLoadTarget(size_t index) {
   EmitAccess(
       index, sc, width / 8, false,
       [this, pin, s0, s1, s2] { EmitLinearAddress(*pin, pin->ops[0], s1, s2, s0); },
-      [this, s1, s2, width] {
+      [this, pin, s1, s2, width] {
         if (width == 64)
           a_.mov(G(s2), x86::qword_ptr(G(s1)));
         else if (width == 32)
@@ -1856,6 +2063,10 @@ bool BlockEmitter::EmitLoadTarget(size_t index) {
         else
           a_.movzx(G32(s2), x86::word_ptr(G(s1)));
         a_.mov(Gs(ROVE_CTX(lookup_rip)), G(s2));
+        if (pin->kind == Kind::kJmpInd && mode_.code_bits == 64 && width == 64) {
+          a_.mov(G(s1), G(s2));
+          EmitCanonicalCheck(s1);
+        }
       });
   return true;
 }
@@ -1879,9 +2090,15 @@ void BlockEmitter::EmitCall(size_t index) {
   EmitAccess(
       index, sc, size, true,
       [this, s0, s1, s2, size] { EmitStackAddress(s1, s2, s0, -static_cast<int32_t>(size)); },
-      [this, s0, s1, s2, size, ret] {
+      [this, pin = &in, s0, s1, s2, size, ret] {
         a_.mov(G(s2), ret);
         EmitStoreSized(s1, s2, size);
+        if (pin->kind == Kind::kCallInd && size == 8) {
+          // After the store, as the host does: a #GP for a non-canonical target leaves the
+          // return address written below the unchanged RSP (tests/diff control cases).
+          a_.mov(G(s2), Gs(ROVE_CTX(lookup_rip)));
+          EmitCanonicalCheck(s2);
+        }
         EmitRspCommit(s0, -static_cast<int32_t>(size));
       });
   if (in.kind == Kind::kCallRel) {
@@ -1915,6 +2132,10 @@ void BlockEmitter::EmitRet(size_t index) {
         else
           a_.movzx(G32(s2), x86::word_ptr(G(s1)));
         a_.mov(Gs(ROVE_CTX(lookup_rip)), G(s2));
+        if (size == 8) {
+          a_.mov(G(s1), G(s2));
+          EmitCanonicalCheck(s1);
+        }
         EmitRspCommit(s0, static_cast<int32_t>(size) + extra);
       });
   EmitIndirectJump();
@@ -2687,6 +2908,9 @@ bt::Block* BtCpu::Impl::Translate(const bt::TransMode& mode, uint64_t linear, ui
     info.size = s.size;
     info.write = s.access != 0;
     info.post = s.post;
+    info.stack = UsesStackSegment(in, info.write);
+    info.align = in.kind == Kind::kMem ? RequiredAlignment(in) : 0;
+    if (in.kind == Kind::kMem) info.masked = DescribeMask(in);
     info.guest_rip = in.rip;
     info.next_rip = in.next_rip;
     info.view = mode.view;

@@ -1,5 +1,6 @@
 // The BT vCPU core: block lookup and chaining, the soft-TLB slow path, self-modifying-code
 // invalidation, and mapping host faults in translated code back to precise guest exceptions.
+#include <cpuid.h>
 #include <immintrin.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -19,6 +20,8 @@ namespace rove {
 namespace {
 
 thread_local BtCpu::Impl* t_current = nullptr;
+// Empty soft-TLB entries point here (see GuardPage).
+uint8_t* g_guard_page = nullptr;
 struct sigaction g_previous[65];
 std::once_flag g_signals_once;
 
@@ -52,6 +55,18 @@ void ChainToPrevious(int sig, siginfo_t* info, void* uc) {
   signal(sig, SIG_DFL);
 }
 
+// Whether the memory accesses of the instruction at `rip` in `block` are all stack accesses
+// (MemSiteInfo::stack).
+bool StackAccessAt(const bt::Block& block, uint64_t rip) {
+  bool any = false;
+  for (const auto& site : block.mem_sites) {
+    if (site.guest_rip != rip || site.post) continue;
+    if (!site.stack) return false;
+    any = true;
+  }
+  return any;
+}
+
 void FaultHandler(int sig, siginfo_t* info, void* uc_void) {
   auto* uc = static_cast<ucontext_t*>(uc_void);
   BtCpu::Impl* impl = t_current;
@@ -65,7 +80,15 @@ void FaultHandler(int sig, siginfo_t* info, void* uc_void) {
   GuestException ex;
   switch (sig) {
     case SIGFPE:
-      ex.vector = (info->si_code == FPE_INTDIV || info->si_code == FPE_INTOVF) ? kDe : kXm;
+      // The kernel reports the vector: #MF (x87, pending at FWAIT or the next x87
+      // instruction) and #XM (SSE/AVX) both arrive as SIGFPE with floating-point codes. A guest
+      // with CR0.NE=0 would want FERR#/IRQ 13 instead of #MF; that legacy path is not modelled.
+      if (info->si_code == FPE_INTDIV || info->si_code == FPE_INTOVF)
+        ex.vector = kDe;
+      else if (uc->uc_mcontext.gregs[REG_TRAPNO] == kMf)
+        ex.vector = kMf;
+      else
+        ex.vector = kXm;
       break;
     case SIGILL:
       ex.vector = kUd;
@@ -96,6 +119,12 @@ void FaultHandler(int sig, siginfo_t* info, void* uc_void) {
         if (reg != kRsp && (it->saved_regs & (1u << reg)))
           uc->uc_mcontext.gregs[kGregOf[reg]] = static_cast<greg_t>(ctx->spill[reg]);
       }
+      if (sig == SIGSEGV && g_guard_page && info->si_addr >= g_guard_page &&
+          info->si_addr < g_guard_page + kPageSize && StackAccessAt(*block, it->guest_rip)) {
+        // A forged soft-TLB match on an empty entry, whose tag is a non-canonical page: the
+        // guest address was non-canonical, and a stack access raises #SS for it.
+        ex.vector = kSsFault;
+      }
       if (it->flags_on_stack) {
         // The guest flags were pushed before a flag-clobbering soft-TLB check.
         const uint64_t pushed = *reinterpret_cast<const uint64_t*>(uc->uc_mcontext.gregs[REG_RSP]);
@@ -111,7 +140,6 @@ void FaultHandler(int sig, siginfo_t* info, void* uc_void) {
   uc->uc_mcontext.gregs[REG_RIP] = reinterpret_cast<greg_t>(impl->runtime.exit_from_signal);
 }
 
-uint8_t* g_guard_page = nullptr;
 std::once_flag g_guard_once;
 
 uint8_t* GuardPage() {
@@ -134,6 +162,11 @@ BtCpu::Impl::Impl(GuestMemory& memory_in, CpuState& state_in, BtOptions options_
   ctx->state = &state;
   ctx->xsave_mask = 0xE7 & _xgetbv(0);
   ctx->owner = this;
+  unsigned eax, ebx, ecx, edx;
+  if ((ctx->xsave_mask & 0x04) && __get_cpuid_count(0xD, 2, &eax, &ebx, &ecx, &edx))
+    xsave_ymm_hi_offset = ebx;
+  if ((ctx->xsave_mask & 0x20) && __get_cpuid_count(0xD, 5, &eax, &ebx, &ecx, &edx))
+    xsave_opmask_offset = ebx;
   cache_size = options.code_cache_bytes;
   void* p = mmap(nullptr, cache_size, PROT_READ | PROT_WRITE | PROT_EXEC,
                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -351,6 +384,14 @@ uint64_t BtCpu::Impl::MemSlowPath(uintptr_t ret) {
   const uint64_t last = va + size - 1;
   if (long_mode && state.code64() && (!Canonical64(va) || !Canonical64(last))) {
     GuestException ex;
+    ex.vector = site->stack ? kSsFault : kGp;
+    ex.has_error_code = true;
+    return raise(ex);
+  }
+  // Alignment comes before paging (and a page-crossing or MMIO access runs on the aligned
+  // bounce buffer, where the host instruction cannot see it).
+  if (site->align && (va & (site->align - 1))) {
+    GuestException ex;
     ex.vector = kGp;
     ex.has_error_code = true;
     return raise(ex);
@@ -358,9 +399,21 @@ uint64_t BtCpu::Impl::MemSlowPath(uintptr_t ret) {
   const uint64_t lin_mask = long_mode ? ~0ull : 0xFFFFFFFFull;
   uint64_t pages[2] = {va & kPageMask & lin_mask, last & kPageMask & lin_mask};
   const int npages = pages[0] == pages[1] ? 1 : 2;
+  const uint64_t offset = va & (kPageSize - 1);
+  // A masked vector access does not touch (walk, fault on, read or write) a page that holds
+  // none of the bytes of its enabled elements.
+  bool skip[2] = {false, false};
+  if (site->masked.kind != bt::MaskedAccess::kNone && size <= 64) {
+    const uint64_t bytes = MaskedBytes(site->masked);
+    const uint64_t first_len = npages == 1 ? size : kPageSize - offset;
+    const uint64_t first_mask = first_len >= 64 ? ~0ull : (1ull << first_len) - 1;
+    skip[0] = (bytes & first_mask) == 0;
+    skip[1] = npages == 2 && (bytes & ~first_mask) == 0;
+  }
   uint64_t phys[2] = {};
   WalkResult walks[2];
   for (int i = 0; i < npages; ++i) {
+    if (skip[i]) continue;
     if (paging) {
       WalkRequest req;
       req.linear = pages[i];
@@ -384,8 +437,7 @@ uint64_t BtCpu::Impl::MemSlowPath(uintptr_t ret) {
     }
   }
 
-  const uint64_t offset = va & (kPageSize - 1);
-  if (npages == 1 && memory.IsRam(phys[0])) {
+  if (npages == 1 && !skip[0] && memory.IsRam(phys[0])) {
     if (write && memory.IsCodePage(phys[0])) memory.NotifyWrite(phys[0] + offset, size);
     TlbSet& set = ctx->tlb.set[site->view];
     const uint64_t idx = SoftTlb::Index(pages[0]);
@@ -402,25 +454,63 @@ uint64_t BtCpu::Impl::MemSlowPath(uintptr_t ret) {
     ctx->bounce_active = false;
     return 0;
   }
-  // MMIO or a page-crossing access: go through the bounce buffer.
-  ctx->bounce_phys[0] = phys[0] + offset;
+  // MMIO, a page-crossing access or a masked one with a page skipped: go through the bounce
+  // buffer.
+  ctx->bounce_phys[0] = skip[0] ? bt::kBounceSkip : phys[0] + offset;
   ctx->bounce_len[0] = npages == 1 ? size : static_cast<uint32_t>(kPageSize - offset);
-  ctx->bounce_phys[1] = phys[1];
+  ctx->bounce_phys[1] = skip[1] ? bt::kBounceSkip : phys[1];
   ctx->bounce_len[1] = npages == 1 ? 0 : size - ctx->bounce_len[0];
   // Reads see current memory; a write-only access still needs the old bytes for partial
   // writes of the bounce area, so the buffer is always filled (MMIO reads are skipped for
-  // pure writes so device side effects do not happen twice).
-  bool is_mmio = !memory.IsRam(phys[0]) || (npages == 2 && !memory.IsRam(phys[1]));
-  if (!(write && is_mmio)) {
-    memory.Read(ctx->bounce_phys[0], ctx->bounce, ctx->bounce_len[0]);
-    if (ctx->bounce_len[1])
-      memory.Read(ctx->bounce_phys[1], ctx->bounce + ctx->bounce_len[0], ctx->bounce_len[1]);
-  } else {
-    std::memset(ctx->bounce, 0, size);
+  // pure writes so device side effects do not happen twice). Skipped pieces read as zeros.
+  bool is_mmio = false;
+  for (int i = 0; i < npages; ++i) is_mmio |= !skip[i] && !memory.IsRam(phys[i]);
+  uint8_t* piece = ctx->bounce;
+  for (int i = 0; i < 2; ++i) {
+    if (!ctx->bounce_len[i]) continue;
+    if (ctx->bounce_phys[i] == bt::kBounceSkip || (write && is_mmio))
+      std::memset(piece, 0, ctx->bounce_len[i]);
+    else
+      memory.Read(ctx->bounce_phys[i], piece, ctx->bounce_len[i]);
+    piece += ctx->bounce_len[i];
   }
   ctx->bounce_active = true;
   ctx->mem_host = reinterpret_cast<uint64_t>(ctx->bounce);
   return 0;
+}
+
+uint64_t BtCpu::Impl::MaskedBytes(const bt::MaskedAccess& m) const {
+  const uint8_t* area = state.xsave;
+  uint64_t bv;
+  std::memcpy(&bv, area + 512, 8);  // XSTATE_BV: a clear component is all zeros
+  uint64_t elements = 0;            // bit i: element i of the operand is accessed
+  if (m.kind == bt::MaskedAccess::kVectorSign) {
+    uint8_t v[32] = {};
+    if (bv & 0x02) std::memcpy(v, area + 160 + 16 * m.reg, 16);
+    if ((bv & 0x04) && xsave_ymm_hi_offset)
+      std::memcpy(v + 16, area + xsave_ymm_hi_offset + 16 * m.reg, 16);
+    for (unsigned i = 0; i < m.elements && (i + 1) * m.element_bytes <= sizeof(v); ++i)
+      if (v[(i + 1) * m.element_bytes - 1] & 0x80) elements |= 1ull << i;
+  } else {
+    uint64_t k = 0;
+    if ((bv & 0x20) && xsave_opmask_offset)
+      std::memcpy(&k, area + xsave_opmask_offset + 8 * m.reg, 8);
+    if (m.controls < 64) k &= (1ull << m.controls) - 1;
+    if (m.kind == bt::MaskedAccess::kOpmaskPacked) {
+      const int n = __builtin_popcountll(k);
+      elements = n >= 64 ? ~0ull : (1ull << n) - 1;
+    } else {
+      for (unsigned j = 0; j < m.controls; ++j)
+        if ((k >> j) & 1) elements |= 1ull << (j % m.elements);
+    }
+  }
+  uint64_t bytes = 0;
+  for (unsigned i = 0; i < m.elements; ++i) {
+    if (!((elements >> i) & 1)) continue;
+    for (unsigned b = i * m.element_bytes; b < (i + 1) * m.element_bytes && b < 64; ++b)
+      bytes |= 1ull << b;
+  }
+  return bytes;
 }
 
 uint64_t BtCpu::Impl::MemPostPath(uintptr_t ret) {
@@ -429,8 +519,9 @@ uint64_t BtCpu::Impl::MemPostPath(uintptr_t ret) {
   if (!site) throw std::logic_error("translator: unknown memory post-path call site");
   if (ctx->bounce_active) {
     ctx->bounce_active = false;
-    memory.Write(ctx->bounce_phys[0], ctx->bounce, ctx->bounce_len[0]);
-    if (ctx->bounce_len[1])
+    if (ctx->bounce_phys[0] != bt::kBounceSkip)
+      memory.Write(ctx->bounce_phys[0], ctx->bounce, ctx->bounce_len[0]);
+    if (ctx->bounce_len[1] && ctx->bounce_phys[1] != bt::kBounceSkip)
       memory.Write(ctx->bounce_phys[1], ctx->bounce + ctx->bounce_len[0], ctx->bounce_len[1]);
   }
   if (current_block_invalidated) {
@@ -584,6 +675,13 @@ Exit BtCpu::Run(bool single_step) {
       st.msr.kernel_gs_base = ctx->kernel_gs_base;
     }
   } sync_gs{st, ctx};
+  if (st.cr4 & cr4::kLa57) {
+    ctx->canon_sign_mask = 0xFF00000000000000ull;
+    ctx->canon_fault_mask = 0x7F00000000000001ull;
+  } else {
+    ctx->canon_sign_mask = 0xFFFF800000000000ull;
+    ctx->canon_fault_mask = 0x7FFF800000000001ull;
+  }
   // Inline CLI/STI/PUSHF work on ctx.sys_rflags; IF goes back to CpuState when Run returns.
   ctx->sys_rflags =
       (st.rflags & ~(rflags::kHostLive | rflags::kRf | rflags::kVm)) | rflags::kFixed1;

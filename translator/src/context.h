@@ -40,6 +40,7 @@ enum InternalExit : uint64_t {
 // scratch; the side tables say which slots hold guest values at each point.
 inline constexpr int kSpillSlots = 16;
 inline constexpr size_t kBounceBytes = 8192;
+inline constexpr uint64_t kBounceSkip = ~0ull;
 
 // Address groups a counted loop's fast version may keep in host registers.
 inline constexpr int kLoopGroups = 4;
@@ -66,6 +67,12 @@ struct alignas(64) VcpuContext {
   uint64_t page_hi_mask = ~(uint64_t{4096} - 1);   // PEXT mask: nonzero iff off-page
   uint64_t host_live_mask = rflags::kHostLive;     // PEXT/PDEP mask: flags in host RFLAGS
   uint64_t bit_offset_mask[3] = {15, 31, 63};      // PEXT masks: BT* offset modulo 16/32/64
+  // Canonical check of a 64-bit branch target (BlockEmitter::EmitCanonicalCheck): PEXT of the
+  // bits that must equal the sign bit (63..47, or 63..56 with LA57), then PDEP of (that + 1)
+  // into bit 0 and bits 47..62, dropping the carry: 0 or 1 for a canonical target, else an
+  // address that faults on the host. Set by BtCpu::Run from CR4.LA57.
+  uint64_t canon_sign_mask = 0xFFFF800000000000ull;
+  uint64_t canon_fault_mask = 0x7FFF800000000001ull;
   // The guest RFLAGS bits that do not live in the host RFLAGS, as PUSHF stores them (fixed bit
   // 1 set, RF and VM clear). Inline CLI/STI write IF here (byte 1); BtCpu::Run copies it from
   // and IF back to CpuState::rflags around translated code.
@@ -84,7 +91,8 @@ struct alignas(64) VcpuContext {
   // --- memory slow path arguments ---
   uint64_t mem_va = 0;
   uint64_t mem_host = 0;
-  // A bounced access (MMIO or page-crossing): up to two physical pieces.
+  // A bounced access (MMIO, page-crossing, or masked with masked-off bytes on a page that is
+  // not accessed): up to two physical pieces; kBounceSkip marks a piece that is not accessed.
   uint64_t bounce_phys[2] = {};
   uint32_t bounce_len[2] = {};
   bool bounce_active = false;

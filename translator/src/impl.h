@@ -64,12 +64,30 @@ struct InsnMapEntry {
   bool flags_on_stack;
 };
 
+// Which elements of a masked vector memory operand are accessed (masked-off elements neither
+// fault nor touch memory). Element i of the memory operand is accessed when:
+//   kOpmask: a bit j < controls with j % elements == i is set in k[reg] (1:1 when controls ==
+//            elements, one element for a broadcast or a scalar, repeated tuples otherwise);
+//   kOpmaskPacked (VPEXPAND/VPCOMPRESS): i < popcount(k[reg] & low `controls` bits);
+//   kVectorSign (VPMASKMOV/VMASKMOV): the sign bit of element i of vector register `reg`.
+struct MaskedAccess {
+  enum Kind : uint8_t { kNone, kOpmask, kOpmaskPacked, kVectorSign };
+  Kind kind = kNone;
+  uint8_t reg = 0;
+  uint8_t element_bytes = 0;
+  uint8_t elements = 0;
+  uint8_t controls = 0;
+};
+
 // A call into the memory slow path, identified by its return address.
 struct MemSiteInfo {
   uint32_t return_offset;
   uint32_t size;
   bool write;
-  bool post;  // the call after the access (write-back / SMC check)
+  bool post;      // the call after the access (write-back / SMC check)
+  bool stack;     // through SS (stack operations, RSP/RBP-based operands): #SS instead of #GP
+  uint8_t align;  // the operand must be aligned to this many bytes (#GP otherwise), or 0
+  MaskedAccess masked;
   uint8_t view;
   uint64_t guest_rip;
   uint64_t next_rip;
@@ -208,6 +226,11 @@ struct BtCpu::Impl {
   void FlushSoftTlbForCodePage(uint64_t phys_page);
   bt::Block* FindBlockByHost(uintptr_t pc);
   uint64_t MemSlowPath(uintptr_t return_address);
+  // Bit b set: byte b of a masked access is accessed (from the guest's k or vector registers,
+  // in CpuState::xsave while the slow path runs).
+  uint64_t MaskedBytes(const bt::MaskedAccess& m) const;
+  uint32_t xsave_ymm_hi_offset = 0;  // standard-format offsets of the AVX and opmask components
+  uint32_t xsave_opmask_offset = 0;
   uint64_t MemPostPath(uintptr_t return_address);
 
   // runtime.cpp

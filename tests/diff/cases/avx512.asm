@@ -79,6 +79,39 @@ CASE avx512_zero_mask_load_unmapped
   vmovdqu32 zmm2{k3}{z}, [rax + 64]
   vpaddd zmm3{k3}, zmm3, [rax + 128]
   vmovdqu32 [rax + 192]{k3}, zmm4
+CASE avx512_masked_expand_compress_beyond_region
+  ; VPEXPAND/VPCOMPRESS access the first popcount(k) elements only.
+  vmovdqu64 zmm0, [V]
+  mov eax, 0x8181             ; 4 elements: [REGION_END - 16, REGION_END)
+  kmovw k1, eax
+  vpexpandd zmm1{k1}{z}, [REGION_END - 16]
+  vpcompressd [REGION_END - 16]{k1}, zmm0
+CASE avx512_masked_scalar_and_broadcast_unmapped
+  mov eax, 0xFFFE             ; bit 0 clear: the scalar and broadcast accesses below are off
+  kmovw k2, eax
+  mov rax, 0x50000000
+  vmovss xmm1{k2}, [rax]
+  kxorw k3, k3, k3
+  vpaddd zmm2{k3}, zmm2, [rax]{1to16}
+  vbroadcasti32x4 zmm3{k3}, [rax]
+  mov eax, 0x0F0F             ; lanes 0-3 and 8-11: the first 16 bytes of the 32-byte tuple
+  kmovw k4, eax
+  vbroadcasti32x8 zmm4{k4}, [REGION_END - 16]
+CASE avx512_masked_second_page_mapped
+  ; Enabled lanes in one page, masked-off lanes in the next (mapped) page: merged correctly.
+  vmovdqu64 zmm0, [V]
+  vmovdqu64 zmm5, [V + 64]
+  mov eax, 0x00FF
+  kmovw k1, eax
+  vmovdqu32 zmm5{k1}, [DATA(0x1FE0)]
+  vmovdqu32 [DATA(0x2FE0)]{k1}, zmm0
+  mov eax, 0xFF00
+  kmovw k2, eax
+  vmovdqu32 [DATA(0x2FE0)]{k2}, zmm5
+CASE avx512_permute_masked_off_still_faults
+  ; VPERMD has no fault suppression (class E4NF): the whole operand is read.
+  kxorw k1, k1, k1
+  vpermd zmm1{k1}, zmm2, [REGION_END - 16]
 CASE avx512_opmask_ops
   mov eax, 0xF0F0
   kmovw k1, eax

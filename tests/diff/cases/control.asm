@@ -186,6 +186,25 @@ CASE ret_to_noncanonical
   mov rax, 0x0000800000000000
   push rax
   ret
+CASE ret_imm_to_noncanonical
+  mov rax, 0xFFFF7FFFFFFFFFFF
+  push rax
+  SETFLAGS FLAGS_SET
+  ret 16
+CASE call_reg_to_noncanonical
+  mov rcx, 0x8000000000000000
+  mov rbx, 5
+  SETFLAGS FLAGS_SET
+  call rcx                   ; #GP with RSP unchanged (the host writes the return address)
+CASE call_mem_to_noncanonical
+  mov rax, 0x0000800000000000
+  mov [SCRATCH], rax
+  call [SCRATCH]
+CASE jmp_mem_to_noncanonical
+  mov rax, 0x1234567800000000
+  mov [SCRATCH + 8], rax
+  lea rsi, [SCRATCH]
+  jmp [rsi + 8]
 CASE conditional_chain_all_paths
   xor eax, eax
   mov ecx, 64

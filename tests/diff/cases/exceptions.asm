@@ -71,6 +71,40 @@ CASE gp_noncanonical
 CASE ss_noncanonical_stack
   mov rsp, 0x8000000000000000
   push rax
+CASE ss_noncanonical_pop
+  SETFLAGS FLAGS_SET
+  mov rsp, 0x0000800000000000
+  pop rax
+CASE ss_noncanonical_call
+  mov rsp, 0x0000800000000008
+  call .target
+.target:
+  nop
+CASE ss_noncanonical_rbp_operand
+  mov rbp, 0x8000000000000000
+  SETFLAGS FLAGS_SET
+  add [rbp + 8], eax
+CASE ss_noncanonical_rbp_index
+  mov rbp, 0x0000800000000000
+  mov rbx, 0
+  SETFLAGS FLAGS_SET
+  mov eax, [rbx + rbp]
+CASE ss_noncanonical_rbp_ds_override
+  mov rbp, 0x0000800000000000
+  mov eax, [ds:rbp + 16]
+CASE ss_noncanonical_rbp_fs_override
+  mov rbp, 0x0000800000000000
+  mov eax, [fs:rbp + 16]
+CASE ss_noncanonical_rsp_operand
+  mov rax, rsp
+  mov rsp, 0xFFFF000000000000
+  mov [rsp + 8], eax
+CASE ss_override_noncanonical
+  mov rax, 0x8000000000000000
+  mov rbx, [ss:rax]
+CASE gp_noncanonical_push_source
+  mov rax, 0x8000000000000000
+  push qword [rax]
 CASE int3_cc_and_cd03
   mov eax, 1
   int3
@@ -124,6 +158,31 @@ CASE evex_aligned_store_riprel
   vmovdqa64 [DATA(0xFE8)], zmm6
 CASE sse_alignment_pxor
   pxor xmm1, [DATA(0x801)]
+CASE unaligned_sse_across_pages_no_gp
+  movups xmm0, [DATA(0xFF9)]          ; page-crossing: bounced, must not fault
+  movdqu [DATA(0x1FF3)], xmm0
+  lddqu xmm1, [DATA(0x2FFB)]
+  movupd xmm2, [DATA(0xFFC)]
+  mov eax, 5
+  mov edx, 5
+  pcmpestri xmm1, [DATA(0x1FF7)], 0x0C
+  cvtps2pd xmm3, [DATA(0x2FFC)]       ; 8-byte operand
+  movhps xmm4, [DATA(0xFFD)]
+CASE cmpxchg16b_alignment_before_paging
+  mov rsi, UNMAPPED + 8
+  lock cmpxchg16b [rsi]
+CASE cmpxchg16b_alignment_across_pages
+  lock cmpxchg16b [DATA(0xFF8)]
+CASE vex_aligned_before_paging
+  mov rax, UNMAPPED + 0x20
+  vmovdqa ymm1, [rax]                 ; aligned to 32: #PF
+CASE vex_misaligned_before_paging
+  mov rax, UNMAPPED + 0x10
+  vmovntdq [rax], ymm1                ; 16 is not 32: #GP, not #PF
+CASE evex_masked_aligned_move_misaligned
+  mov eax, 1
+  kmovw k1, eax
+  vmovdqa32 zmm2{k1}, [DATA(0x1FE0)]  ; misaligned and page-crossing even though masked: #GP
 CASE avx_no_alignment_needed
   vpxor xmm1, xmm2, [DATA(0x801)]
   vpaddd ymm3, ymm4, [DATA(0x803)]

@@ -154,6 +154,11 @@ CASE vzeroupper_keeps_ymm8_15
   vzeroupper
 CASE vzeroall_keeps_ymm8_15
   vzeroall
+CASE maskmovdqu_edi
+  movdqu xmm0, [DATA_VA + 0x1000]
+  movdqu xmm7, [DATA_VA + 0x1010]
+  mov edi, DATA_VA + 0x2003
+  maskmovdqu xmm0, xmm7
 CASE vex_registers_0_7_only
   vmovdqu ymm1, [DATA_VA + 0x1000]
   vpaddd ymm2, ymm1, [DATA_VA + 0x1020]

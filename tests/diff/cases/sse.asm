@@ -316,4 +316,18 @@ CASE sse_maskmovdqu
   psrlw xmm1, 8
   lea rdi, [OUT + 0x300]
   maskmovdqu xmm0, xmm1
+CASE sse_maskmovdqu_page_cross_fault
+  movdqa xmm0, [V]
+  pcmpeqb xmm1, xmm1
+  lea rdi, [DATA(0x3FF8)]     ; the last 8 bytes would go to the unmapped page after the data
+  maskmovdqu xmm0, xmm1       ; #PF, and nothing of the first page written
+CASE sse_maskmovdqu_mixed_mask
+  movdqa xmm0, [V]
+  movdqa xmm1, [V + 16]       ; random mask bytes
+  lea rdi, [OUT + 0x3F9]      ; misaligned, no #GP
+  maskmovdqu xmm0, xmm1
+  vmovdqa xmm2, [V + 32]
+  vmovdqa xmm3, [V + 48]
+  lea rdi, [OUT + 0x501]
+  vmaskmovdqu xmm2, xmm3
 END_CASES

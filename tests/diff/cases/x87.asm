@@ -134,6 +134,15 @@ CASE x87_unmasked_invalid_deferred
   mov eax, 1
   fwait                      ; #MF here
   mov eax, 2
+CASE x87_unmasked_zero_divide_at_next_x87
+  fninit
+  mov word [OUT], 0x037B     ; unmask zero divide
+  fldcw [OUT]
+  fld1
+  fldz
+  fdivp st1, st0             ; 1/0: zero divide, pending
+  mov eax, 1
+  fld1                       ; #MF here, before the load
 CASE x87_fcmov
   fld1
   fldz
