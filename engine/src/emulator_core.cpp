@@ -83,6 +83,10 @@ void SystemEmulator::set_string_chunk_bytes(uint64_t bytes) {
   impl_->chunk_bytes = bytes ? bytes : 1;
 }
 
+void SystemEmulator::FlushTlb() {
+  impl_->ClearFetchCache();
+}
+
 // ----------------------------------------------------------------------------------------------
 // Construction, faults
 
@@ -93,7 +97,8 @@ SystemEmulator::Impl::Impl(CpuState& state, GuestMemory& memory, LinearMemory& l
       mem(memory),
       lin(linear),
       io(io_ports),
-      tc(control),
+      invalidating_control(control, *this),
+      tc(invalidating_control),
       model(cpu_model),
       clock(guest_clock) {
   static constexpr ZydisMachineMode kModes[6] = {
@@ -451,7 +456,18 @@ void SystemEmulator::Impl::Fetch() {
   }
   LinearAccessMode m{Cpl() == 3, false, false};
   size_t first = static_cast<size_t>(std::min<uint64_t>(avail, kPageSize - (linear & 0xFFF)));
-  if (auto pf = lin.Fetch(Paging(), m, linear, bytes, first)) RaisePageFault(*pf);
+  const PagingRegs regs = Paging();
+  const uint64_t page = linear & ~uint64_t{0xFFF};
+  FetchCacheEntry& fc = fetch_cache[(page >> 12) & (kFetchCacheSize - 1)];
+  if (fc.page == page && fc.user == m.user && fc.regs.cr0 == regs.cr0 && fc.regs.cr3 == regs.cr3 &&
+      fc.regs.cr4 == regs.cr4 && fc.regs.efer == regs.efer) {
+    std::memcpy(bytes, fc.host + (linear & 0xFFF), first);
+  } else {
+    if (auto pf = lin.Fetch(regs, m, linear, bytes, first)) RaisePageFault(*pf);
+    const WalkResult w = lin.Translate(regs, m, linear, Access::kExecute);
+    if (const uint8_t* host = w.ok ? mem.HostPointer(w.phys & ~uint64_t{0xFFF}) : nullptr)
+      fc = {page, regs, m.user, host};
+  }
   // Decoded-instruction cache: a hit needs the same address, mode and bytes (so rewritten code
   // is decoded again). Decoding costs far more than the fetch.
   DecodeCacheEntry& e =

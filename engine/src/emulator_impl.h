@@ -55,10 +55,48 @@ class SystemEmulator::Impl {
   EmulationResult Deliver(Event ev);
   std::string DumpState() const;
 
+  // Execute translations of recent code pages (linear page -> host page of RAM) for the paging
+  // registers and CPL they were walked with, so an emulated instruction's fetch needs no page
+  // walk. Emptied whenever the emulator invalidates TLB entries (as a hardware TLB is) and when
+  // another accelerator ran the guest.
+  struct FetchCacheEntry {
+    uint64_t page = ~0ull;
+    PagingRegs regs;
+    bool user = false;
+    const uint8_t* host = nullptr;
+  };
+  static constexpr size_t kFetchCacheSize = 16;
+  FetchCacheEntry fetch_cache[kFetchCacheSize];
+  void ClearFetchCache() {
+    for (auto& e : fetch_cache) e.page = ~0ull;
+  }
+  // Forwards the translator's invalidations and empties the fetch cache with them.
+  class InvalidatingControl final : public TranslationControl {
+   public:
+    InvalidatingControl(TranslationControl& inner, Impl& owner) : inner_(inner), owner_(owner) {}
+    void FlushTlb(bool include_global) override {
+      owner_.ClearFetchCache();
+      inner_.FlushTlb(include_global);
+    }
+    void FlushTlbPage(uint64_t linear) override {
+      owner_.ClearFetchCache();
+      inner_.FlushTlbPage(linear);
+    }
+    void FlushTranslations() override {
+      owner_.ClearFetchCache();
+      inner_.FlushTranslations();
+    }
+
+   private:
+    TranslationControl& inner_;
+    Impl& owner_;
+  };
+
   CpuState& s;
   GuestMemory& mem;
   LinearMemory& lin;
   IoPorts& io;
+  InvalidatingControl invalidating_control;
   TranslationControl& tc;
   const CpuModel& model;
   GuestClock& clock;

@@ -495,6 +495,27 @@ TEST_F(SystemTest, InvlpgFlushesOnePage) {
   EXPECT_EQ(tc.flushed_pages[0], 0x123456u);
 }
 
+// The emulator keeps recent instruction-fetch translations; INVLPG (like any invalidation it
+// performs) drops them, so code fetched after it comes through the new mapping.
+TEST_F(SystemTest, InvlpgRefetchesThroughTheNewMapping) {
+  SetupLong64();
+  const uint64_t alt = 0x1000000;        // 2 MiB page 8, identity-mapped too
+  Put(kCode, {0xB8, 1, 0, 0, 0});        // mov eax, 1
+  Put(alt + kCode, {0xB8, 2, 0, 0, 0});  // mov eax, 2 (same offset, other page)
+  Put(0x300000, {0x0F, 0x01, 0x38});     // invlpg [rax], in another page
+  ASSERT_TRUE(emu.EmulateInstruction().ok());
+  EXPECT_EQ(s.gpr[kRax], 1u);
+  Put64(kPml4 + 0x2000, alt | 0x87);  // kCode's 2 MiB page now maps to `alt`
+  s.rip = 0x300000;
+  s.gpr[kRax] = kCode;
+  ASSERT_TRUE(emu.EmulateInstruction().ok());
+  ASSERT_EQ(tc.flushed_pages.size(), 1u);
+  s.rip = kCode;
+  ASSERT_TRUE(emu.EmulateInstruction().ok());
+  EXPECT_EQ(s.gpr[kRax], 2u);
+  EXPECT_EQ(s.rip, kCode + 5);
+}
+
 TEST_F(SystemTest, InvpcidTypes) {
   SetupLong64();
   s.cr4 |= cr4::kPcide;

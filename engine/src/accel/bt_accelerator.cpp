@@ -28,6 +28,7 @@ void BtAccelerator::TakeOver() {
   // code-write notifications, so no translation or soft-TLB entry can be trusted.
   bt_.FlushTranslations();
   bt_.FlushTlb(true);
+  emulator_.FlushTlb();
 }
 
 // Delivers an event left by another accelerator, else a pending NMI or external interrupt if

@@ -100,6 +100,9 @@ class SystemEmulator {
   // before returning with the instruction partly done (default 64 KiB).
   void set_string_chunk_bytes(uint64_t bytes);
 
+  // Forgets cached linear-address translations (after another accelerator ran the guest).
+  void FlushTlb();
+
  private:
   class Impl;
   std::unique_ptr<Impl> impl_;
