@@ -83,6 +83,18 @@ void SystemEmulator::set_string_chunk_bytes(uint64_t bytes) {
   impl_->chunk_bytes = bytes ? bytes : 1;
 }
 
+void SystemEmulator::Impl::ProbeWrite(uint64_t linear) {
+  const LinearAccessMode mode{Cpl() == 3, (s.rflags & rflags::kAc) != 0, false};
+  const WalkResult w = lin.Translate(Paging(), mode, TruncLinear(linear), Access::kWrite);
+  if (w.ok) return;
+  GuestFault f;
+  f.e.vector = kPf;
+  f.e.has_error_code = true;
+  f.e.error_code = w.error_code;
+  f.e.cr2 = TruncLinear(linear);
+  throw f;
+}
+
 void SystemEmulator::FlushTlb() {
   impl_->ClearFetchCache();
 }

@@ -187,6 +187,8 @@ class SystemEmulator::Impl {
   // Address of the linear address for a data access (truncated to 32 bits outside 64-bit
   // mode).
   uint64_t TruncLinear(uint64_t a) const { return Mode64() ? a : (a & 0xFFFFFFFFull); }
+  // Raises the #PF an explicit write to `linear` would take, before anything is written.
+  void ProbeWrite(uint64_t linear);
 
   // ---- segmented memory ----
   // Checks a data access of `size` bytes at `offset` in `sr` and returns the linear address.

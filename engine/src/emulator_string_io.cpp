@@ -349,18 +349,8 @@ EmulationOutcome SystemEmulator::Impl::DoString() {
           // Check the destination before the port read so a fault loses no data.
           uint64_t a = SegLinear(kEs, di, size, MemAccess::kWrite);
           CheckAlignment(a, size);
-          LinearAccessMode mode{Cpl() == 3, (s.rflags & rflags::kAc) != 0, false};
-          for (uint64_t probe : {a, a + size - 1}) {
-            WalkResult w = lin.Translate(Paging(), mode, TruncLinear(probe), Access::kWrite);
-            if (!w.ok) {
-              GuestFault f;
-              f.e.vector = kPf;
-              f.e.has_error_code = true;
-              f.e.error_code = w.error_code;
-              f.e.cr2 = TruncLinear(probe);
-              throw f;
-            }
-          }
+          ProbeWrite(a);
+          ProbeWrite(a + size - 1);
           uint64_t v = io.In(port, size);
           LinWrite(a, &v, size);
           di = (di + step) & amask;

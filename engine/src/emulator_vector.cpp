@@ -249,20 +249,11 @@ void SystemEmulator::Impl::DoMaskMovdqu() {
   if (first < 0) return;
   auto linear_of = [&](int i) { return TruncLinear(base + static_cast<uint64_t>(i)); };
   if (PagingEnabled(Paging())) {
-    const LinearAccessMode mode{Cpl() == 3, (s.rflags & rflags::kAc) != 0, false};
     uint64_t checked_page = ~0ull;
     for (int i = first; i <= last; ++i) {
       if (!(mask[i] & 0x80) || (linear_of(i) & kPageMask) == checked_page) continue;
       checked_page = linear_of(i) & kPageMask;
-      const WalkResult w = lin.Translate(Paging(), mode, linear_of(i), Access::kWrite);
-      if (!w.ok) {
-        GuestFault f;
-        f.e.vector = kPf;
-        f.e.has_error_code = true;
-        f.e.error_code = w.error_code;
-        f.e.cr2 = linear_of(i);
-        throw f;
-      }
+      ProbeWrite(linear_of(i));
     }
   }
   for (int i = first; i <= last; ++i) {

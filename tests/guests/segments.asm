@@ -43,6 +43,16 @@
   db ((%1) >> 24) & 0xFF
 %endmacro
 
+; GATE32 vector, handler: a 32-bit interrupt gate in idt32 (clobbers EAX).
+%macro GATE32 2
+  mov eax, %2
+  mov [idt32 + %1 * 8], ax
+  mov word [idt32 + %1 * 8 + 2], SEL_CODE32
+  mov word [idt32 + %1 * 8 + 4], 0x8E00
+  shr eax, 16
+  mov [idt32 + %1 * 8 + 6], ax
+%endmacro
+
 bits 16
 org LOAD_ADDR
 
@@ -68,20 +78,8 @@ pm32:
   mov esp, KERNEL_STACK
   mov esi, msg_start
   call puts32
-  ; #GP handler.
-  mov eax, gp_handler
-  mov [idt32 + 13 * 8], ax
-  mov word [idt32 + 13 * 8 + 2], SEL_CODE32
-  mov word [idt32 + 13 * 8 + 4], 0x8E00
-  shr eax, 16
-  mov [idt32 + 13 * 8 + 6], ax
-  ; #SS handler.
-  mov eax, ss_handler
-  mov [idt32 + 12 * 8], ax
-  mov word [idt32 + 12 * 8 + 2], SEL_CODE32
-  mov word [idt32 + 12 * 8 + 4], 0x8E00
-  shr eax, 16
-  mov [idt32 + 12 * 8 + 6], ax
+  GATE32 13, gp_handler
+  GATE32 12, ss_handler
   lidt [idt32_ptr]
   ; Copy the based code to where its segments start.
   mov esi, section.code32.start

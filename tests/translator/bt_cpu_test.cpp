@@ -321,23 +321,8 @@ void ExpectRequestExitStops(const std::vector<uint8_t>& code) {
   LongModeGuest g;
   g.Load(code);
   g.mem->WriteU64(LongModeGuest::kData, 1);
-  std::atomic<bool> running{false};
-  auto done = std::async(std::launch::async, [&] {
-    running = true;
-    return g.cpu->Run();
-  });
-  while (!running) std::this_thread::yield();
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  g.cpu->RequestExit();
-  if (done.wait_for(std::chrono::seconds(20)) != std::future_status::ready) {
-    ADD_FAILURE() << "RequestExit did not stop the chained loop";
-    std::fflush(nullptr);
-    std::_Exit(1);  // the guest thread cannot be stopped otherwise
-  }
-  Exit e = done.get();
-  EXPECT_EQ(e.reason, ExitReason::kRequest);
+  EXPECT_EQ(RunThenRequestExit(g).reason, ExitReason::kRequest);
   EXPECT_NE(g.state.gpr[kRax] + g.state.gpr[kRcx], 0u);  // it did run
-  g.cpu->ClearExitRequest();
 }
 
 TEST(BtCpu, RequestExitStopsSelfLoop) {

@@ -4,13 +4,8 @@
 #include <asmjit/x86.h>
 #include <gtest/gtest.h>
 
-#include <atomic>
 #include <chrono>
-#include <cstdio>
-#include <cstdlib>
 #include <functional>
-#include <future>
-#include <thread>
 #include <vector>
 
 #include "long_mode_guest.h"
@@ -253,27 +248,7 @@ TEST(CountedLoops, RequestExitStopsTheFastVersion) {
     a.jb(l);
     a.hlt();
   }));
-  std::atomic<bool> running{false};
-  auto done = std::async(std::launch::async, [&] {
-    running = true;
-    Exit e{};
-    // Until the exit request: the first runs end to translate and chain.
-    for (int i = 0; i < 1000; ++i) {
-      e = g.cpu->Run();
-      if (e.reason == ExitReason::kRequest) break;
-    }
-    return e;
-  });
-  while (!running) std::this_thread::yield();
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  g.cpu->RequestExit();
-  if (done.wait_for(std::chrono::seconds(20)) != std::future_status::ready) {
-    ADD_FAILURE() << "RequestExit did not stop the counted loop";
-    std::fflush(nullptr);
-    std::_Exit(1);  // the guest thread cannot be stopped otherwise
-  }
-  EXPECT_EQ(done.get().reason, ExitReason::kRequest);
-  g.cpu->ClearExitRequest();
+  EXPECT_EQ(RunThenRequestExit(g, std::chrono::milliseconds(100)).reason, ExitReason::kRequest);
   const uint64_t n = g.state.gpr[kRcx];
   EXPECT_GT(n, 1000u);
   EXPECT_EQ(g.mem->ReadU64(LongModeGuest::kData), n * (n - 1) / 2);  // stopped between iterations

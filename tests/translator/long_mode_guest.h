@@ -1,7 +1,15 @@
 // A 64-bit guest for translator tests, shared by the test files of tests/translator.
 #pragma once
 
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <future>
 #include <memory>
+#include <thread>
 #include <vector>
 
 #include "rove/mmu/guest_memory.h"
@@ -57,5 +65,33 @@ class LongModeGuest {
   CpuState state;
   std::unique_ptr<BtCpu> cpu;
 };
+
+// Runs the guest on another thread, asks it to stop after `delay` and returns the exit. Runs
+// that end for other reasons first (translation, chaining) are resumed. A guest that does not
+// stop within 20 s ends the test program: its thread cannot be stopped otherwise.
+inline Exit RunThenRequestExit(LongModeGuest& g,
+                               std::chrono::milliseconds delay = std::chrono::milliseconds(50)) {
+  std::atomic<bool> running{false};
+  auto done = std::async(std::launch::async, [&] {
+    running = true;
+    Exit e{};
+    for (int i = 0; i < 1000; ++i) {
+      e = g.cpu->Run();
+      if (e.reason == ExitReason::kRequest) break;
+    }
+    return e;
+  });
+  while (!running) std::this_thread::yield();
+  std::this_thread::sleep_for(delay);
+  g.cpu->RequestExit();
+  if (done.wait_for(std::chrono::seconds(20)) != std::future_status::ready) {
+    ADD_FAILURE() << "RequestExit did not stop the guest";
+    std::fflush(nullptr);
+    std::_Exit(1);
+  }
+  Exit e = done.get();
+  g.cpu->ClearExitRequest();
+  return e;
+}
 
 }  // namespace rove

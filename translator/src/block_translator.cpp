@@ -639,6 +639,29 @@ void ComputeRegisterUse(Insn& in) {
   }
 }
 
+// Integer instruction families whose register forms cannot fault (DIV and IDIV aside), so with
+// a memory operand only the access can.
+bool NonFaultingCategory(ZydisInstructionCategory c) {
+  switch (c) {
+    case ZYDIS_CATEGORY_BINARY:
+    case ZYDIS_CATEGORY_LOGICAL:
+    case ZYDIS_CATEGORY_SHIFT:
+    case ZYDIS_CATEGORY_ROTATE:
+    case ZYDIS_CATEGORY_BITBYTE:
+    case ZYDIS_CATEGORY_CMOV:
+    case ZYDIS_CATEGORY_SETCC:
+    case ZYDIS_CATEGORY_DATAXFER:
+    case ZYDIS_CATEGORY_CONVERT:
+    case ZYDIS_CATEGORY_BMI1:
+    case ZYDIS_CATEGORY_BMI2:
+    case ZYDIS_CATEGORY_LZCNT:
+    case ZYDIS_CATEGORY_FLAGOP:
+      return true;
+    default:
+      return false;
+  }
+}
+
 // Whether a host fault (a guest exception) can happen while the instruction runs: then the
 // host RFLAGS must hold the guest flags (or the side table must say where they are).
 bool CanFault(const Insn& in) {
@@ -654,24 +677,7 @@ bool CanFault(const Insn& in) {
       return true;
   }
   if (in.d.mnemonic == ZYDIS_MNEMONIC_DIV || in.d.mnemonic == ZYDIS_MNEMONIC_IDIV) return true;
-  switch (in.d.meta.category) {
-    case ZYDIS_CATEGORY_BINARY:
-    case ZYDIS_CATEGORY_LOGICAL:
-    case ZYDIS_CATEGORY_SHIFT:
-    case ZYDIS_CATEGORY_ROTATE:
-    case ZYDIS_CATEGORY_BITBYTE:
-    case ZYDIS_CATEGORY_CMOV:
-    case ZYDIS_CATEGORY_SETCC:
-    case ZYDIS_CATEGORY_DATAXFER:
-    case ZYDIS_CATEGORY_CONVERT:
-    case ZYDIS_CATEGORY_BMI1:
-    case ZYDIS_CATEGORY_BMI2:
-    case ZYDIS_CATEGORY_LZCNT:
-    case ZYDIS_CATEGORY_FLAGOP:
-      return false;
-    default:
-      return true;
-  }
+  return !NonFaultingCategory(in.d.meta.category);
 }
 
 // Host scratch registers in order of preference (RCX last: the flag-free checks need it).
@@ -2232,8 +2238,9 @@ void BlockEmitter::EmitLoop(size_t index) {
 // Instructions whose only possible fault is their memory access: once the access is known to
 // hit mapped RAM with the right permission, they cannot fault at all.
 bool FaultsOnlyByAccess(const Insn& in) {
-  if (in.d.mnemonic == ZYDIS_MNEMONIC_DIV || in.d.mnemonic == ZYDIS_MNEMONIC_IDIV) return false;
   switch (in.d.mnemonic) {
+    case ZYDIS_MNEMONIC_DIV:
+    case ZYDIS_MNEMONIC_IDIV:
     // A register bit offset addresses memory beyond the operand.
     case ZYDIS_MNEMONIC_BT:
     case ZYDIS_MNEMONIC_BTS:
@@ -2243,23 +2250,7 @@ bool FaultsOnlyByAccess(const Insn& in) {
     default:
       break;
   }
-  switch (in.d.meta.category) {
-    case ZYDIS_CATEGORY_BINARY:
-    case ZYDIS_CATEGORY_LOGICAL:
-    case ZYDIS_CATEGORY_SHIFT:
-    case ZYDIS_CATEGORY_ROTATE:
-    case ZYDIS_CATEGORY_BITBYTE:
-    case ZYDIS_CATEGORY_CMOV:
-    case ZYDIS_CATEGORY_SETCC:
-    case ZYDIS_CATEGORY_DATAXFER:
-    case ZYDIS_CATEGORY_CONVERT:
-    case ZYDIS_CATEGORY_BMI1:
-    case ZYDIS_CATEGORY_BMI2:
-    case ZYDIS_CATEGORY_LZCNT:
-      return true;
-    default:
-      return false;
-  }
+  return NonFaultingCategory(in.d.meta.category);
 }
 
 bool IsPowerOfTwo(int64_t v) {
