@@ -254,11 +254,22 @@ EmulationOutcome SystemEmulator::Impl::DoString() {
           return down ? off + size >= span : off + span - 1 <= amask;
         };
         bool ok = n >= 2 && nowrap(di) && (kind != StrOp::kMovs || nowrap(si));
+        // Overlapping MOVS: copying away from the overlap (forward with the destination below
+        // the source, backward with it above) is memmove; copying into it replicates the
+        // source every `distance` bytes, which chunks of that size reproduce when an element is
+        // no larger than the distance. Otherwise the element path keeps the exact order.
+        uint64_t chunk = 0;
         if (ok && kind == StrOp::kMovs) {
-          // Overlap within the block changes element-order semantics: take the slow path.
           uint64_t lo_d = down ? di_lin - (span - size) : di_lin;
           uint64_t lo_s = down ? si_lin - (span - size) : si_lin;
-          if (lo_d < lo_s + span && lo_s < lo_d + span) ok = false;
+          if (lo_d < lo_s + span && lo_s < lo_d + span && lo_d != lo_s) {
+            const bool into = down ? lo_d < lo_s : lo_d > lo_s;
+            const uint64_t distance = lo_d > lo_s ? lo_d - lo_s : lo_s - lo_d;
+            if (into) {
+              chunk = distance;
+              if (distance < size) ok = false;
+            }
+          }
         }
         uint8_t* host_dst = nullptr;
         const uint8_t* host_src = nullptr;
@@ -291,7 +302,17 @@ EmulationOutcome SystemEmulator::Impl::DoString() {
         }
         if (ok) {
           mem.NotifyWrite(dst_phys, span);
-          if (kind == StrOp::kMovs) {
+          if (kind == StrOp::kMovs && chunk) {
+            if (!down) {
+              for (uint64_t k = 0; k < span; k += chunk)
+                std::memcpy(host_dst + k, host_src + k, std::min(chunk, span - k));
+            } else {
+              for (uint64_t end = span; end > 0; end -= std::min(chunk, end)) {
+                const uint64_t start = end - std::min(chunk, end);
+                std::memcpy(host_dst + start, host_src + start, end - start);
+              }
+            }
+          } else if (kind == StrOp::kMovs) {
             std::memmove(host_dst, host_src, span);
           } else if (size == 1) {
             std::memset(host_dst, static_cast<uint8_t>(s.gpr[kRax]), span);

@@ -59,6 +59,63 @@ TEST_F(StringIoTest, OverlappingForwardMovsReplicatesLikeHardware) {
   for (int i = 0; i < 5; ++i) EXPECT_EQ(mem->host_base()[0x80000 + i], 0xAB) << i;
 }
 
+// Overlapping REP MOVS in every direction and element size, against an element-by-element
+// reference: memmove-like copies (away from the overlap) and replicating ones (into it, at
+// distances below, equal to and above the element size).
+TEST_F(StringIoTest, OverlappingMovsMatchesElementOrder) {
+  SetupLong64();
+  const uint64_t base = 0x88000;
+  struct Case {
+    unsigned size;
+    bool down;
+    int64_t distance;  // destination - source, in bytes
+  };
+  const Case cases[] = {{1, false, -5}, {1, false, 3},  {1, true, 3},   {1, true, -7},
+                        {8, false, 12}, {8, false, 8},  {8, false, 4},  {8, true, -12},
+                        {4, true, -2},  {2, false, 64}, {4, false, -16}};
+  const uint8_t opcode[] = {0, 0xA4, 0xA5, 0, 0xA5, 0, 0, 0, 0xA5};
+  for (const Case& c : cases) {
+    const uint64_t count = 300;
+    Fill(*mem, base, 0x1000, static_cast<uint8_t>(c.size * 17 + c.distance));
+    std::vector<uint8_t> ref(0x1000);
+    mem->Read(base, ref.data(), ref.size());
+    // Element by element, as the SDM describes it.
+    uint64_t si = c.down ? 0xE00 : 0x300, di = si + c.distance;
+    const uint64_t si0 = si, di0 = di;
+    for (uint64_t i = 0; i < count; ++i) {
+      uint8_t tmp[8];
+      std::memcpy(tmp, &ref[si], c.size);
+      std::memcpy(&ref[di], tmp, c.size);
+      si += c.down ? -uint64_t{c.size} : c.size;
+      di += c.down ? -uint64_t{c.size} : c.size;
+    }
+    s.rip = kCode;
+    s.rflags = rflags::kFixed1 | (c.down ? rflags::kDf : 0);
+    s.gpr[kRsi] = base + si0;
+    s.gpr[kRdi] = base + di0;
+    s.gpr[kRcx] = count;
+    const uint64_t bulk_before = emu.stats().string_bytes;
+    if (c.size == 2)
+      ASSERT_TRUE(Run({0x66, 0xF3, 0xA5}).ok());
+    else if (c.size == 8)
+      ASSERT_TRUE(Run({0xF3, 0x48, 0xA5}).ok());
+    else
+      ASSERT_TRUE(Run({0xF3, opcode[c.size]}).ok());
+    std::vector<uint8_t> got(0x1000);
+    mem->Read(base, got.data(), got.size());
+    EXPECT_EQ(got, ref) << "size " << c.size << (c.down ? " down" : " up") << " distance "
+                        << c.distance;
+    EXPECT_EQ(s.gpr[kRcx], 0u);
+    EXPECT_EQ(s.gpr[kRsi], base + si);
+    // Whole-block copies except when replicating at a distance below the element size.
+    const bool into = c.down ? c.distance < 0 : c.distance > 0;
+    const uint64_t distance = static_cast<uint64_t>(c.distance < 0 ? -c.distance : c.distance);
+    if (!into || distance >= c.size) {
+      EXPECT_GT(emu.stats().string_bytes, bulk_before) << "size " << c.size;
+    }
+  }
+}
+
 TEST_F(StringIoTest, RepStosqFillsAndAdvances) {
   SetupLong64();
   s.gpr[kRax] = 0x1122334455667788ull;

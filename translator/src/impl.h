@@ -42,7 +42,7 @@ struct TransMode {
   bool cpl0 = false;  // SWAPGS runs inline (64-bit code at CPL 0)
 
   uint32_t Pack() const {
-    auto size = [](uint8_t bits) -> uint32_t { return bits == 64 ? 2 : bits == 32 ? 1 : 0; };
+    auto size = [](uint8_t bits) -> uint32_t { return bits >> 5; };  // 16, 32, 64 -> 0, 1, 2
     const uint32_t segs = (emulated_segs & 1u) | ((emulated_segs >> 2) << 1);  // ES, SS..GS
     return size(code_bits) | (size(stack_bits) << 2) | (view << 4) | (add_seg_base << 6) |
            (single_step << 7) | (sys_inline << 8) | (iopl << 9) | (nt << 11) |
