@@ -2,13 +2,16 @@
 #include "rove/translator/bt_cpu.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <future>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -594,6 +597,28 @@ TEST(BtCpu, SwapgsRunsInlineAtCpl0) {
   EXPECT_EQ(g.state.gpr[kRcx], 0x2222u);
   EXPECT_EQ(g.state.seg[kGs].base, LongModeGuest::kData + 0x100);
   EXPECT_EQ(g.state.msr.kernel_gs_base, LongModeGuest::kData);
+}
+
+// BtOptions::perf_map_path: one "host size guest:<rip>" line per translated block.
+TEST(BtCpu, PerfMapNamesBlocksByGuestRip) {
+  char path[] = "/tmp/rove-perf-map-XXXXXX";
+  const int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  close(fd);
+  {
+    BtOptions options;
+    options.perf_map_path = path;
+    LongModeGuest g(options);
+    g.Load({0x48, 0xFF, 0xC0, 0xF4});  // inc rax; hlt
+    ASSERT_EQ(g.RunToEmulate().reason, ExitReason::kEmulate);
+  }
+  std::ifstream in(path);
+  std::string host, size, name;
+  in >> host >> size >> name;
+  std::remove(path);
+  EXPECT_EQ(name, "guest:100000");
+  EXPECT_GT(std::stoull(host, nullptr, 16), 0u);
+  EXPECT_GT(std::stoull(size, nullptr, 16), 0u);
 }
 
 TEST(BtCpu, PushMemoryInline) {

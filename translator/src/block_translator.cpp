@@ -2425,14 +2425,25 @@ bool BlockEmitter::PlanLoopAccess(size_t index, const std::vector<int>& writes,
       var_is_iv = true;
       return true;
     }
-    // Bounded: written once, earlier in the block, by MOVZX into 32/64 bits.
-    const int d = def[static_cast<size_t>(reg)];
-    if (writes[static_cast<size_t>(reg)] != 1 || d < 0 || static_cast<size_t>(d) >= index)
-      return false;
+    // Bounded: its last write before the access in this iteration (the block is straight-line
+    // code) is a MOVZX from 8/16 bits, or an AND with a non-negative immediate, into 32/64 bits.
+    int d = -1;
+    for (size_t j = 0; j < index; ++j)
+      if (insns_[j].regs_written & (1u << reg)) d = static_cast<int>(j);
+    if (d < 0) return false;
     const Insn& dz = insns_[static_cast<size_t>(d)];
-    if (dz.d.mnemonic != ZYDIS_MNEMONIC_MOVZX || dz.ops[0].size < 32) return false;
-    var_range = dz.ops[1].size == 8 ? 0xFF : dz.ops[1].size == 16 ? 0xFFFF : -1;
-    return var_range > 0;
+    if (dz.ops[0].type != ZYDIS_OPERAND_TYPE_REGISTER || GprId(dz.ops[0].reg.value) != reg ||
+        dz.ops[0].size < 32)
+      return false;
+    if (dz.d.mnemonic == ZYDIS_MNEMONIC_MOVZX) {
+      var_range = dz.ops[1].size == 8 ? 0xFF : dz.ops[1].size == 16 ? 0xFFFF : -1;
+    } else if (dz.d.mnemonic == ZYDIS_MNEMONIC_AND &&
+               dz.ops[1].type == ZYDIS_OPERAND_TYPE_IMMEDIATE && dz.ops[1].imm.value.s >= 0) {
+      var_range = dz.ops[1].imm.value.s;
+    } else {
+      return false;
+    }
+    return var_range > 0 && var_range < static_cast<int64_t>(kPageSize);
   };
   if (mem.base == ZYDIS_REGISTER_RIP) {
     rip_relative = true;
@@ -2880,6 +2891,12 @@ bt::Block* BtCpu::Impl::Translate(const bt::TransMode& mode, uint64_t linear, ui
   code.copyFlattenedData(dest, size);
   block->host = dest;
   block->host_size = static_cast<uint32_t>(size);
+  if (perf_map) {
+    std::fprintf(perf_map, "%llx %zx guest:%llx\n",
+                 static_cast<unsigned long long>(reinterpret_cast<uintptr_t>(dest)), size,
+                 static_cast<unsigned long long>(state.rip));
+    std::fflush(perf_map);
+  }
   for (const auto& m : emitter.map_labels) {
     const Insn& in = insns[m.insn];
     bt::InsnMapEntry e{};

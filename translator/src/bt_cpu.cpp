@@ -167,6 +167,15 @@ BtCpu::Impl::Impl(GuestMemory& memory_in, CpuState& state_in, BtOptions options_
     xsave_ymm_hi_offset = ebx;
   if ((ctx->xsave_mask & 0x20) && __get_cpuid_count(0xD, 5, &eax, &ebx, &ecx, &edx))
     xsave_opmask_offset = ebx;
+  if (options.perf_map_path.empty()) {
+    const char* env = std::getenv("ROVE_PERF_MAP");
+    if (env && std::string(env) == "1")
+      options.perf_map_path = "/tmp/perf-" + std::to_string(getpid()) + ".map";
+  }
+  if (!options.perf_map_path.empty()) {
+    perf_map = std::fopen(options.perf_map_path.c_str(), "a");
+    if (!perf_map) throw std::runtime_error("cannot open " + options.perf_map_path);
+  }
   cache_size = options.code_cache_bytes;
   void* p = mmap(nullptr, cache_size, PROT_READ | PROT_WRITE | PROT_EXEC,
                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -182,6 +191,7 @@ BtCpu::Impl::Impl(GuestMemory& memory_in, CpuState& state_in, BtOptions options_
 }
 
 BtCpu::Impl::~Impl() {
+  if (perf_map) std::fclose(perf_map);
   if (cache) munmap(cache, cache_size);
 }
 

@@ -149,6 +149,7 @@ struct BtCpu::Impl {
   GuestMemory& memory;
   CpuState& state;
   BtOptions options;
+  std::FILE* perf_map = nullptr;  // BtOptions::perf_map_path, opened for appending
   BtStats stats;
 
   std::unique_ptr<bt::VcpuContext> ctx;

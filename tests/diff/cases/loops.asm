@@ -180,4 +180,36 @@ CASE loop_runs_once
   cmp rcx, rsi
   jb .loop
 
+; CRC-style table lookup: the index register is written three times in the iteration, the last
+; time by MOVZX (bounded), so the table is one checked range.
+CASE loop_crc_table
+  mov rdi, DATA_VA
+  lea r8, [rdi + 0x1800]
+  mov r9, DATA_VA + 0x2400
+  mov ecx, 0xFFFFFFFF
+.loop:
+  movzx r15d, byte [rdi]
+  add rdi, 1
+  xor r15d, ecx
+  shr ecx, 8
+  movzx r15d, r15b
+  xor ecx, [r9 + r15 * 4]
+  cmp rdi, r8
+  jne .loop
+
+; AND with an immediate bounds the index too.
+CASE loop_and_bounded_index
+  mov rsi, DATA_VA + 0x3000
+  xor ecx, ecx
+  xor eax, eax
+.loop:
+  mov edx, ecx
+  imul edx, edx, 0x45
+  and edx, 0x1FF
+  add al, [rsi + rdx * 2]
+  add [rsi + rdx * 2 + 1], cl
+  inc rcx
+  cmp rcx, 5000
+  jb .loop
+
 END_CASES

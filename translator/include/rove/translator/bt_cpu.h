@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "rove/mmu/guest_memory.h"
@@ -33,6 +34,10 @@ struct BtOptions {
   int max_block_instructions = 64;
   // Counted loops get a fast version with their memory ranges checked once per page.
   bool counted_loops = true;
+  // Appends "host-address size name" lines for every translated block to this file (the
+  // /tmp/perf-<pid>.map format, so `perf report` names translated code by guest RIP). Empty:
+  // the ROVE_PERF_MAP environment variable, when set to 1, means /tmp/perf-<pid>.map.
+  std::string perf_map_path;
 };
 
 class BtCpu : public TranslationControl {
