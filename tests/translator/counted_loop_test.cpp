@@ -135,6 +135,67 @@ TEST(CountedLoops, FastVersionAgreesWithCheckedTranslation) {
   EXPECT_EQ(checked.cpu->stats().loop_fast_entries, 0u);
 }
 
+// Count latches (any Jcc back to the start): DEC/JNZ over a stream, and a data-dependent
+// TEST/JNZ scan, against the checked translation.
+TEST(CountedLoops, CountLatchAgreesWithCheckedTranslation) {
+  BtOptions checked_only;
+  checked_only.counted_loops = false;
+  LongModeGuest fast, checked(checked_only);
+  for (LongModeGuest* g : {&fast, &checked}) {
+    MapWindow(*g, kWindowPages);
+    FillWindow(*g);
+    g->mem->Write(WindowPhys(4) + 0x123, "", 1);  // a zero byte in page 4
+    g->Load(Assemble([](x86::Assembler& a) {
+      using namespace x86;
+      a.mov(rsi, kWindow + 5);
+      a.mov(ecx, 3 * 4096);
+      a.xor_(ebx, ebx);
+      Label l1 = a.newLabel(), l2 = a.newLabel();
+      a.bind(l1);
+      a.movzx(eax, byte_ptr(rsi));
+      a.add(rbx, rax);
+      a.inc(rsi);
+      a.dec(rcx);
+      a.jnz(l1);
+      a.mov(rdi, kWindow);
+      a.bind(l2);  // find the first zero byte (there may be earlier ones in the data)
+      a.mov(dl, byte_ptr(rdi));
+      a.inc(rdi);
+      a.test(dl, dl);
+      a.jnz(l2);
+      a.hlt();
+    }));
+    RunToHlt(*g);
+  }
+  for (int r = 0; r < 16; ++r) EXPECT_EQ(fast.state.gpr[r], checked.state.gpr[r]) << "gpr " << r;
+  EXPECT_EQ(fast.state.rflags, checked.state.rflags);
+  EXPECT_EQ(fast.cpu->stats().counted_loops, 2u);
+  EXPECT_GE(fast.cpu->stats().loop_fast_entries, 3u);
+  EXPECT_EQ(checked.cpu->stats().loop_fast_entries, 0u);
+}
+
+TEST(CountedLoops, RequestExitStopsACountLatchLoop) {
+  LongModeGuest g;
+  // Never ends by itself: TEST RSP, RSP is always nonzero here.
+  g.Load(Assemble([](x86::Assembler& a) {
+    using namespace x86;
+    a.mov(rdi, LongModeGuest::kData);
+    a.xor_(ecx, ecx);
+    Label l = a.newLabel();
+    a.bind(l);
+    a.add(qword_ptr(rdi), rcx);
+    a.inc(rcx);
+    a.test(rsp, rsp);
+    a.jnz(l);
+    a.hlt();
+  }));
+  EXPECT_EQ(RunThenRequestExit(g, std::chrono::milliseconds(100)).reason, ExitReason::kRequest);
+  const uint64_t n = g.state.gpr[kRcx];
+  EXPECT_GT(n, 1000u);
+  EXPECT_EQ(g.mem->ReadU64(LongModeGuest::kData), n * (n - 1) / 2);
+  EXPECT_GE(g.cpu->stats().loop_fast_entries, 1u);
+}
+
 TEST(CountedLoops, WritesSetDirtyBitsBeforeFastStores) {
   LongModeGuest g;
   MapWindow(g, kWindowPages);

@@ -809,6 +809,7 @@ struct LoopGroup {
   uint8_t inv_scale = 1;
   int var = -1;  // stream groups: the induction variable (its term is in the access), else -1
   uint8_t var_scale = 1;
+  int64_t step = 0;  // stream groups: the induction variable's step per iteration
   int64_t lo = 0;  // bytes touched at iteration 0, relative to the invariant part (plus the
   int64_t hi = 0;  // induction term for stream groups), inclusive
   bool write = false;
@@ -822,6 +823,10 @@ struct LoopAccess {
   int64_t disp = 0;  // displacement from the invariant part plus the varying term
 };
 struct LoopPlan {
+  // Compare latch (`cmp iv, bound; jb/jne`): the fast latch compares iv with a limit. Otherwise
+  // a count latch: any Jcc back to the start, with an iteration count in ctx.loop_limit.
+  bool compare_latch = false;
+  size_t body_end = 0;  // instructions before it are the body (the compare latch's CMP is not)
   int iv = -1;
   int64_t step = 0;
   int bound = -1;  // register, or -1 for bound_imm
@@ -1437,6 +1442,7 @@ class BlockEmitter {
   // ---- counted loops ----
   bool PlanLoop();
   bool PlanLoopAccess(size_t index, const std::vector<int>& writes, const std::vector<int>& def);
+  int64_t InductionStep(int reg, const std::vector<int>& writes, const std::vector<int>& def) const;
   void EmitLoopVersion(Label generic);
   void LoadGuest(x86::Gp dst, int reg, uint16_t clobbered);
   void LoadGroupAddress(x86::Gp dst, x86::Gp tmp, const LoopGroup& g, int64_t offset,
@@ -2271,33 +2277,16 @@ bool BlockEmitter::PlanLoop() {
   if (mode_.code_bits != 64 || mode_.single_step || n < 3 || n > 64) return false;
   const Insn& jcc = insns_[n - 1];
   if (jcc.kind != Kind::kJcc) return false;
-  if (jcc.d.mnemonic != ZYDIS_MNEMONIC_JB && jcc.d.mnemonic != ZYDIS_MNEMONIC_JNZ) return false;
   if (jcc.next_rip + static_cast<uint64_t>(jcc.ops[0].imm.value.s) != insns_[0].rip) return false;
   // The whole block in one page (a same-page chain target, like any self loop).
   if (((jcc.next_rip - 1 + cs_base_) ^ block_linear_) & kPageMask) return false;
-  const Insn& cmp = insns_[n - 2];
-  if (cmp.d.mnemonic != ZYDIS_MNEMONIC_CMP || cmp.kind != Kind::kIdent ||
-      cmp.d.operand_width != 64 || cmp.ops[0].type != ZYDIS_OPERAND_TYPE_REGISTER)
-    return false;
-  LoopPlan plan;
-  plan.jne = jcc.d.mnemonic == ZYDIS_MNEMONIC_JNZ;
-  plan.iv = GprId(cmp.ops[0].reg.value);
-  if (plan.iv < 0 || plan.iv == kRsp) return false;
-  if (cmp.ops[1].type == ZYDIS_OPERAND_TYPE_REGISTER) {
-    plan.bound = GprId(cmp.ops[1].reg.value);
-    if (plan.bound < 0 || plan.bound == kRsp || plan.bound == plan.iv) return false;
-  } else if (cmp.ops[1].type == ZYDIS_OPERAND_TYPE_IMMEDIATE) {
-    plan.bound_imm = cmp.ops[1].imm.value.s;
-  } else {
-    return false;
-  }
 
   std::vector<int> writes(16, 0), def(16, -1);
   uint16_t named = 0;
   for (size_t i = 0; i < n; ++i) {
     const Insn& in = insns_[i];
     named |= static_cast<uint16_t>(in.used_regs | in.regs_read | in.regs_written);
-    if (i + 2 >= n) continue;
+    if (i + 1 >= n) continue;
     switch (in.kind) {
       case Kind::kIdent:
       case Kind::kMem:
@@ -2314,30 +2303,37 @@ bool BlockEmitter::PlanLoop() {
         def[r] = static_cast<int>(i);
       }
   }
-  // The induction variable: one `inc iv`, `add iv, imm` or `lea iv, [iv + imm]`, step > 0.
-  if (writes[plan.iv] != 1) return false;
-  const Insn& upd = insns_[static_cast<size_t>(def[plan.iv])];
-  const bool upd_reg64 =
-      upd.ops[0].type == ZYDIS_OPERAND_TYPE_REGISTER && GprId(upd.ops[0].reg.value) == plan.iv &&
-      ZydisRegisterGetWidth(ZYDIS_MACHINE_MODE_LONG_64, upd.ops[0].reg.value) == 64;
-  if (!upd_reg64) return false;
-  if (upd.d.mnemonic == ZYDIS_MNEMONIC_INC) {
-    plan.step = 1;
-  } else if (upd.d.mnemonic == ZYDIS_MNEMONIC_ADD &&
-             upd.ops[1].type == ZYDIS_OPERAND_TYPE_IMMEDIATE) {
-    plan.step = upd.ops[1].imm.value.s;
-  } else if (upd.d.mnemonic == ZYDIS_MNEMONIC_LEA && GprId(upd.ops[1].mem.base) == plan.iv &&
-             upd.ops[1].mem.index == ZYDIS_REGISTER_NONE) {
-    plan.step = upd.ops[1].mem.disp.has_displacement ? upd.ops[1].mem.disp.value : 0;
-  } else {
-    return false;
+  LoopPlan plan;
+  plan.body_end = n - 1;
+  // The compare latch: `cmp iv, bound; jb/jne` with iv the induction variable and the bound
+  // invariant. Anything else gets the count latch.
+  const Insn& cmp = insns_[n - 2];
+  if ((jcc.d.mnemonic == ZYDIS_MNEMONIC_JB || jcc.d.mnemonic == ZYDIS_MNEMONIC_JNZ) &&
+      cmp.d.mnemonic == ZYDIS_MNEMONIC_CMP && cmp.kind == Kind::kIdent &&
+      cmp.d.operand_width == 64 && cmp.ops[0].type == ZYDIS_OPERAND_TYPE_REGISTER) {
+    const int iv = GprId(cmp.ops[0].reg.value);
+    int bound = -1;
+    bool ok = iv >= 0 && iv != kRsp && InductionStep(iv, writes, def) > 0;
+    if (cmp.ops[1].type == ZYDIS_OPERAND_TYPE_REGISTER) {
+      bound = GprId(cmp.ops[1].reg.value);
+      ok = ok && bound >= 0 && bound != kRsp && bound != iv && writes[bound] == 0;
+    } else {
+      ok = ok && cmp.ops[1].type == ZYDIS_OPERAND_TYPE_IMMEDIATE;
+    }
+    if (ok) {
+      plan.compare_latch = true;
+      plan.body_end = n - 2;
+      plan.jne = jcc.d.mnemonic == ZYDIS_MNEMONIC_JNZ;
+      plan.iv = iv;
+      plan.step = InductionStep(iv, writes, def);
+      plan.bound = bound;
+      if (bound < 0) plan.bound_imm = cmp.ops[1].imm.value.s;
+    }
   }
-  if (plan.step <= 0 || plan.step > 4096) return false;
-  if (plan.bound >= 0 && writes[plan.bound] != 0) return false;
 
   loop_ = std::move(plan);
   loop_.access.assign(n, LoopAccess{});
-  for (size_t i = 0; i + 2 < n; ++i)
+  for (size_t i = 0; i < loop_.body_end; ++i)
     if (insns_[i].kind == Kind::kMem && !PlanLoopAccess(i, writes, def)) loop_.access[i].group = -1;
   // Groups spanning a page or more stay checked per access; the others get a free register.
   uint16_t free_regs = static_cast<uint16_t>(~named & ~(1u << kRsp));
@@ -2383,6 +2379,28 @@ bool BlockEmitter::PlanLoop() {
   return true;
 }
 
+// The step of `reg` when the body writes it exactly once, by `inc reg`, `add reg, imm` or
+// `lea reg, [reg + imm]` on all 64 bits with 0 < step <= 4096; else 0.
+int64_t BlockEmitter::InductionStep(int reg, const std::vector<int>& writes,
+                                    const std::vector<int>& def) const {
+  if (reg < 0 || writes[static_cast<size_t>(reg)] != 1) return 0;
+  const Insn& upd = insns_[static_cast<size_t>(def[static_cast<size_t>(reg)])];
+  if (upd.ops[0].type != ZYDIS_OPERAND_TYPE_REGISTER || GprId(upd.ops[0].reg.value) != reg ||
+      ZydisRegisterGetWidth(ZYDIS_MACHINE_MODE_LONG_64, upd.ops[0].reg.value) != 64)
+    return 0;
+  int64_t step = 0;
+  if (upd.d.mnemonic == ZYDIS_MNEMONIC_INC) {
+    step = 1;
+  } else if (upd.d.mnemonic == ZYDIS_MNEMONIC_ADD &&
+             upd.ops[1].type == ZYDIS_OPERAND_TYPE_IMMEDIATE) {
+    step = upd.ops[1].imm.value.s;
+  } else if (upd.d.mnemonic == ZYDIS_MNEMONIC_LEA && GprId(upd.ops[1].mem.base) == reg &&
+             upd.ops[1].mem.index == ZYDIS_REGISTER_NONE) {
+    step = upd.ops[1].mem.disp.has_displacement ? upd.ops[1].mem.disp.value : 0;
+  }
+  return step > 0 && step <= 4096 ? step : 0;
+}
+
 // Classifies the memory operand of instruction `index` for hoisting: the invariant part of its
 // address and at most one varying register. Returns false when it stays checked per access.
 bool BlockEmitter::PlanLoopAccess(size_t index, const std::vector<int>& writes,
@@ -2405,6 +2423,7 @@ bool BlockEmitter::PlanLoopAccess(size_t index, const std::vector<int>& writes,
   int64_t disp = mem.disp.has_displacement ? mem.disp.value : 0;
   int64_t var_range = 0;  // bounded register: largest value
   bool var_is_iv = false;
+  int64_t var_step = 0;
   bool rip_relative = false;
   auto classify = [&](int reg, uint8_t scale, bool is_base) -> bool {
     if (reg < 0) return true;
@@ -2421,7 +2440,7 @@ bool BlockEmitter::PlanLoopAccess(size_t index, const std::vector<int>& writes,
     if (la.var >= 0) return false;  // two varying registers
     la.var = reg;
     la.var_scale = scale;
-    if (reg == loop_.iv) {
+    if ((var_step = InductionStep(reg, writes, def)) > 0) {
       var_is_iv = true;
       return true;
     }
@@ -2456,10 +2475,10 @@ bool BlockEmitter::PlanLoopAccess(size_t index, const std::vector<int>& writes,
   if (var_is_iv) {
     key.var = la.var;
     key.var_scale = la.var_scale;
+    key.step = var_step;
     // Accesses after the update see the next value: their range at iteration 0 is one step on.
-    if (def[static_cast<size_t>(loop_.iv)] < static_cast<int>(index))
-      disp += loop_.step * la.var_scale;
-    if (!IsPowerOfTwo(loop_.step * la.var_scale)) return false;
+    if (def[static_cast<size_t>(la.var)] < static_cast<int>(index)) disp += var_step * la.var_scale;
+    if (!IsPowerOfTwo(var_step * la.var_scale)) return false;
   }
   key.absolute = key.inv_base < 0 && key.inv_index < 0;
   (void)rip_relative;
@@ -2598,7 +2617,7 @@ void BlockEmitter::EmitLoopVersion(Label generic) {
       a_.mov(t1, t0);
       a_.not_(t1);
       a_.and_(t1, static_cast<int32_t>(kPageSize - 1));
-      const int shift = Log2(loop_.step * grp.var_scale);
+      const int shift = Log2(grp.step * grp.var_scale);
       if (shift) a_.shr(t1, shift);
       a_.inc(t1);
       if (have_k) {
@@ -2613,8 +2632,9 @@ void BlockEmitter::EmitLoopVersion(Label generic) {
       }
     }
   }
-  // limit = iv + min(k, max) * step, capped by the guest's own bound (for JNE only when the
-  // bound is ahead); an overflowing limit takes the generic path.
+  // Compare latch: limit = iv + min(k, max) * step, capped by the guest's own bound (for JNE
+  // only when the bound is ahead); an overflowing limit takes the generic path. Count latch:
+  // min(k, max) iterations.
   a_.mov(t1, static_cast<uint64_t>(loop_.max_iterations));
   if (have_k) {
     Label keep = a_.newLabel();
@@ -2623,26 +2643,28 @@ void BlockEmitter::EmitLoopVersion(Label generic) {
     a_.mov(t1, Gs(ROVE_CTX(loop_limit)));
     a_.bind(keep);
   }
-  if (IsPowerOfTwo(loop_.step)) {
-    if (loop_.step > 1) a_.shl(t1, Log2(loop_.step));
-  } else {
-    a_.imul(t1, t1, static_cast<int32_t>(loop_.step));
+  if (loop_.compare_latch) {
+    if (IsPowerOfTwo(loop_.step)) {
+      if (loop_.step > 1) a_.shl(t1, Log2(loop_.step));
+    } else {
+      a_.imul(t1, t1, static_cast<int32_t>(loop_.step));
+    }
+    LoadGuest(t0, loop_.iv, temps);
+    a_.add(t1, t0);
+    a_.jc(fail);
+    if (loop_.bound >= 0)
+      LoadGuest(t2, loop_.bound, temps);
+    else
+      a_.mov(t2, static_cast<uint64_t>(loop_.bound_imm));
+    Label done = a_.newLabel();
+    if (loop_.jne) {
+      a_.cmp(t2, t0);
+      a_.jbe(done);
+    }
+    a_.cmp(t2, t1);
+    a_.cmovb(t1, t2);
+    a_.bind(done);
   }
-  LoadGuest(t0, loop_.iv, temps);
-  a_.add(t1, t0);
-  a_.jc(fail);
-  if (loop_.bound >= 0)
-    LoadGuest(t2, loop_.bound, temps);
-  else
-    a_.mov(t2, static_cast<uint64_t>(loop_.bound_imm));
-  Label done = a_.newLabel();
-  if (loop_.jne) {
-    a_.cmp(t2, t0);
-    a_.jbe(done);
-  }
-  a_.cmp(t2, t1);
-  a_.cmovb(t1, t2);
-  a_.bind(done);
   a_.mov(Gs(ROVE_CTX(loop_limit)), t1);
   // Guest values back in the temporaries that are not group registers; group registers get
   // their bases (their guest values stay in their slots until the fast version ends).
@@ -2684,14 +2706,43 @@ void BlockEmitter::EmitLoopVersion(Label generic) {
   fast_ = true;
   reserved_ = loop_.pinned;
   clobbered_ = loop_.pinned;
-  for (size_t i = 0; i + 2 < n; ++i) {
+  for (size_t i = 0; i < loop_.body_end; ++i) {
     EmitInsn(i);
     clobbered_ &= static_cast<uint16_t>(~insns_[i].regs_killed);
   }
-  // Latch: continue while iv < limit; then the guest's own compare decides between the next
-  // header and leaving the loop, with exact flags.
-  const Insn& cmp = insns_[n - 2];
   const Insn& jcc = insns_[n - 1];
+  if (!loop_.compare_latch) {
+    // Count latch: the guest's Jcc leaves the loop with exact flags when not taken; when taken,
+    // the flags are saved around the count, and the header gets them back when it runs out.
+    const int cc = jcc.d.opcode & 0x0F;
+    Label out = a_.newLabel();
+    Label exhausted = a_.newLabel();
+    MarkInsn(n - 1);
+    LoadMask(static_cast<uint16_t>(clobbered_ & ~loop_.pinned));
+    clobbered_ = loop_.pinned;
+    a_.emit(static_cast<x86::Inst::Id>(x86::Inst::jccFromCond(static_cast<x86::CondCode>(cc ^ 1))),
+            out);
+    a_.pushfq();
+    a_.dec(Gs(ROVE_CTX(loop_limit)));
+    a_.jz(exhausted);
+    a_.lea(x86::rsp, x86::ptr(x86::rsp, 8));
+    a_.jmp(fast);
+    a_.bind(exhausted);
+    a_.popfq();
+    LoadMask(loop_.pinned);
+    a_.jmp(header);
+    a_.bind(out);
+    LoadMask(loop_.pinned);
+    clobbered_ = 0;
+    fast_ = false;
+    reserved_ = 0;
+    check_at_ = saved_check;
+    EmitDirectJump(jcc.next_rip, jcc.rip);
+    return;
+  }
+  // Compare latch: continue while iv < limit; then the guest's own compare decides between the
+  // next header and leaving the loop, with exact flags.
+  const Insn& cmp = insns_[n - 2];
   MarkInsn(n - 2);
   LoadMask(static_cast<uint16_t>(clobbered_ & ~loop_.pinned));
   clobbered_ = loop_.pinned;

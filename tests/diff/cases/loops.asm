@@ -212,4 +212,87 @@ CASE loop_and_bounded_index
   cmp rcx, 5000
   jb .loop
 
+; Count latches: any Jcc back to the loop start. DEC/JNZ with a byte stream (DEC keeps CF, which
+; the last ADD set: the flags at the exit must be exact).
+CASE loop_dec_jnz_stream
+  mov rsi, DATA_VA + 0x10
+  mov ecx, 0x2F00
+  xor ebx, ebx
+.loop:
+  movzx eax, byte [rsi]
+  add rbx, rax
+  inc rsi
+  dec rcx
+  jnz .loop
+
+; The kernel decompressor's dictionary-copy shape: SUB r32, 1 / JNZ, an invariant-base group
+; read and written every iteration, and accesses through a register loaded from memory (checked
+; per access).
+CASE loop_sub_jnz_dictionary
+  mov rax, DATA_VA + 0x3800
+  mov qword [rax], DATA_VA
+  mov qword [rax + 0x10], 0x100
+  mov qword [rax + 0x28], 0x700
+  xor ecx, ecx
+  mov edx, 0x100
+  mov r10d, 0
+  mov edi, 0x900
+.loop:
+  mov r8, [rax]
+  lea r9, [rdx + 1]
+  lea rsi, [rcx + 1]
+  mov [rax + 0x10], r9
+  movzx ecx, byte [r8 + rcx]
+  mov [r8 + rdx], cl
+  cmp rsi, [rax + 0x28]
+  cmovz rsi, r10
+  mov rdx, [rax + 0x10]
+  mov rcx, rsi
+  sub edi, 1
+  jnz .loop
+
+; strlen-style: the loop ends on data (TEST / JNZ), the pointer is the induction variable.
+CASE loop_test_jnz_scan
+  mov rdi, DATA_VA
+  mov byte [rdi + 0x2345], 0
+  xor ecx, ecx
+.fill:                              ; no zero byte before 0x2345
+  or byte [rdi + rcx], 1
+  inc rcx
+  cmp rcx, 0x2345
+  jb .fill
+  mov rdx, rdi
+.loop:
+  mov al, [rdi]
+  inc rdi
+  test al, al
+  jnz .loop
+  sub rdi, rdx
+
+; A signed latch (CMP / JL) with a stride-4 stream and stores.
+CASE loop_jl_signed
+  mov rsi, DATA_VA + 0x20
+  mov rcx, -600
+  mov rdx, 1500
+  xor eax, eax
+.loop:
+  add eax, [rsi]
+  mov [rsi + 0x2000], eax
+  add rsi, 4
+  add rcx, 1
+  cmp rcx, rdx
+  jl .loop
+
+; A DEC/JNZ stream running off the region: #PF at the exact iteration, flags as DEC left them.
+CASE loop_dec_jnz_fault
+  mov rsi, DATA_SIZE - 0x40
+  add rsi, DATA_VA
+  mov ecx, 0x80
+  xor ebx, ebx
+.loop:
+  add bl, [rsi]
+  inc rsi
+  dec ecx
+  jnz .loop
+
 END_CASES
