@@ -810,8 +810,8 @@ struct LoopGroup {
   int var = -1;  // stream groups: the induction variable (its term is in the access), else -1
   uint8_t var_scale = 1;
   int64_t step = 0;  // stream groups: the induction variable's step per iteration
-  int64_t lo = 0;  // bytes touched at iteration 0, relative to the invariant part (plus the
-  int64_t hi = 0;  // induction term for stream groups), inclusive
+  int64_t lo = 0;    // bytes touched at iteration 0, relative to the invariant part (plus the
+  int64_t hi = 0;    // induction term for stream groups), inclusive
   bool write = false;
   bool absolute = false;  // no invariant register: lo/hi are absolute addresses
   int reg = -1;           // host register: invariant part + lo + (host - linear)
@@ -820,7 +820,8 @@ struct LoopAccess {
   int group = -1;
   int var = -1;  // the varying register left in the access, or -1
   uint8_t var_scale = 1;
-  int64_t disp = 0;  // displacement from the invariant part plus the varying term
+  int64_t disp = 0;              // displacement from the invariant part plus the varying term
+  bool needs_fp_masked = false;  // SIMD floating point: hoisted only when MXCSR masks all
 };
 struct LoopPlan {
   // Compare latch (`cmp iv, bound; jb/jne`): the fast latch compares iv with a limit. Otherwise
@@ -835,6 +836,7 @@ struct LoopPlan {
   std::vector<LoopGroup> groups;
   std::vector<LoopAccess> access;  // per instruction
   uint16_t pinned = 0;             // host registers holding group bases
+  bool needs_fp_masked = false;    // the header requires MXCSR to mask every SIMD FP exception
   int64_t max_iterations = 1;      // per header: bounds the time between exit-request checks
 };
 
@@ -2243,7 +2245,57 @@ void BlockEmitter::EmitLoop(size_t index) {
 
 // Instructions whose only possible fault is their memory access: once the access is known to
 // hit mapped RAM with the right permission, they cannot fault at all.
-bool FaultsOnlyByAccess(const Insn& in) {
+enum class AccessFaults : uint8_t {
+  kOther,           // the instruction can fault for other reasons
+  kOnlyAccess,      // only its memory access can fault
+  kUnlessFpMasked,  // also SIMD floating-point exceptions, unless MXCSR masks them all
+};
+
+// SIMD forms by the SDM's exception types (Zydis exception classes): no alignment requirement
+// and no floating-point exceptions (types 4-6 with VEX/EVEX; type 5 and the explicit unaligned
+// moves in legacy SSE), or floating-point exceptions only (types 2-3 with VEX/EVEX, type 3 in
+// legacy SSE). Legacy packed forms need 16-byte alignment and aligned moves fault on it: they
+// stay checked, as do x87 forms (their exceptions are delivered at the next x87 instruction).
+AccessFaults SimdAccessFaults(const Insn& in) {
+  const bool vex = in.d.encoding == ZYDIS_INSTRUCTION_ENCODING_VEX ||
+                   in.d.encoding == ZYDIS_INSTRUCTION_ENCODING_EVEX;
+  switch (in.d.meta.exception_class) {
+    case ZYDIS_EXCEPTION_CLASS_AVX4:
+    case ZYDIS_EXCEPTION_CLASS_AVX5:
+    case ZYDIS_EXCEPTION_CLASS_AVX6:
+    case ZYDIS_EXCEPTION_CLASS_E4:
+    case ZYDIS_EXCEPTION_CLASS_E4NF:
+    case ZYDIS_EXCEPTION_CLASS_E5:
+    case ZYDIS_EXCEPTION_CLASS_E5NF:
+    case ZYDIS_EXCEPTION_CLASS_E6:
+    case ZYDIS_EXCEPTION_CLASS_E6NF:
+      return vex ? AccessFaults::kOnlyAccess : AccessFaults::kOther;
+    case ZYDIS_EXCEPTION_CLASS_AVX2:
+    case ZYDIS_EXCEPTION_CLASS_AVX3:
+    case ZYDIS_EXCEPTION_CLASS_E2:
+    case ZYDIS_EXCEPTION_CLASS_E2NF:
+    case ZYDIS_EXCEPTION_CLASS_E3:
+    case ZYDIS_EXCEPTION_CLASS_E3NF:
+      return vex ? AccessFaults::kUnlessFpMasked : AccessFaults::kOther;
+    case ZYDIS_EXCEPTION_CLASS_SSE5:
+      return vex ? AccessFaults::kOther : AccessFaults::kOnlyAccess;
+    case ZYDIS_EXCEPTION_CLASS_SSE3:
+      return vex ? AccessFaults::kOther : AccessFaults::kUnlessFpMasked;
+    default:
+      break;
+  }
+  switch (in.d.mnemonic) {
+    case ZYDIS_MNEMONIC_MOVUPS:
+    case ZYDIS_MNEMONIC_MOVUPD:
+    case ZYDIS_MNEMONIC_MOVDQU:
+    case ZYDIS_MNEMONIC_LDDQU:
+      return vex ? AccessFaults::kOther : AccessFaults::kOnlyAccess;
+    default:
+      return AccessFaults::kOther;
+  }
+}
+
+AccessFaults FaultsOnlyByAccess(const Insn& in) {
   switch (in.d.mnemonic) {
     case ZYDIS_MNEMONIC_DIV:
     case ZYDIS_MNEMONIC_IDIV:
@@ -2252,11 +2304,20 @@ bool FaultsOnlyByAccess(const Insn& in) {
     case ZYDIS_MNEMONIC_BTS:
     case ZYDIS_MNEMONIC_BTR:
     case ZYDIS_MNEMONIC_BTC:
-      return false;
+      return AccessFaults::kOther;
     default:
       break;
   }
-  return NonFaultingCategory(in.d.meta.category);
+  if (NonFaultingCategory(in.d.meta.category)) return AccessFaults::kOnlyAccess;
+  switch (in.d.meta.category) {
+    case ZYDIS_CATEGORY_SSE:
+    case ZYDIS_CATEGORY_AVX:
+    case ZYDIS_CATEGORY_AVX2:
+    case ZYDIS_CATEGORY_AVX512:
+      return SimdAccessFaults(in);
+    default:
+      return AccessFaults::kOther;
+  }
 }
 
 bool IsPowerOfTwo(int64_t v) {
@@ -2359,6 +2420,7 @@ bool BlockEmitter::PlanLoop() {
       if (rel < INT32_MIN || rel > INT32_MAX) la.group = -1;
     }
     any = any || la.group >= 0;
+    if (la.group >= 0 && la.needs_fp_masked) loop_.needs_fp_masked = true;
   }
   loop_.pinned = 0;
   for (const auto& grp : loop_.groups)
@@ -2406,7 +2468,8 @@ int64_t BlockEmitter::InductionStep(int reg, const std::vector<int>& writes,
 bool BlockEmitter::PlanLoopAccess(size_t index, const std::vector<int>& writes,
                                   const std::vector<int>& def) {
   const Insn& in = insns_[index];
-  if (!FaultsOnlyByAccess(in)) return false;
+  const AccessFaults faults = FaultsOnlyByAccess(in);
+  if (faults == AccessFaults::kOther) return false;
   const auto& op = in.ops[in.mem_index];
   const auto& mem = op.mem;
   if (mem.type != ZYDIS_MEMOP_TYPE_MEM || in.d.address_width != 64) return false;
@@ -2484,6 +2547,7 @@ bool BlockEmitter::PlanLoopAccess(size_t index, const std::vector<int>& writes,
   (void)rip_relative;
   const int64_t lo = disp;
   const int64_t hi = disp + var_range * (la.var >= 0 && !var_is_iv ? la.var_scale : 0) + size - 1;
+  la.needs_fp_masked = faults == AccessFaults::kUnlessFpMasked;
   // Absolute groups of far-apart addresses are separate groups.
   for (size_t g = 0; g < loop_.groups.size(); ++g) {
     LoopGroup& grp = loop_.groups[g];
@@ -2580,8 +2644,9 @@ void BlockEmitter::EmitLoopVersion(Label generic) {
   a_.pushfq();
   a_.cmp(Gs(ROVE_CTX(exit_request)), 0);
   a_.jne(leave);
-  // Three temporaries: the group registers first, then others (saved and put back).
-  uint16_t temps = 0;
+  // Three temporaries: the group registers first, then others. Every group register and every
+  // temporary goes to its slot (`temps`); the fail path puts them all back.
+  uint16_t temps = loop_.pinned;
   std::vector<int> t;
   for (int r : kScratchOrder)
     if (loop_.pinned & (1u << r)) t.push_back(r);
@@ -2589,8 +2654,17 @@ void BlockEmitter::EmitLoopVersion(Label generic) {
     if (t.size() < 3 && !(loop_.pinned & (1u << r))) t.push_back(r);
   t.resize(3);
   for (int r : t) temps |= static_cast<uint16_t>(1u << r);
-  for (int r : t) Save(r);
+  for (int r = 0; r < 16; ++r)
+    if (temps & (1u << r)) Save(r);
   const x86::Gp t0 = G(t[0]), t1 = G(t[1]), t2 = G(t[2]);
+  if (loop_.needs_fp_masked) {
+    // SIMD floating-point exceptions must all be masked (MXCSR bits 7-12).
+    a_.stmxcsr(Gs(ROVE_CTX(loop_mxcsr), 4));
+    a_.mov(t1.r32(), Gs(ROVE_CTX(loop_mxcsr), 4));
+    a_.and_(t1.r32(), 0x1F80);
+    a_.cmp(t1.r32(), 0x1F80);
+    a_.jne(fail);
+  }
   bool have_k = false;
   for (size_t g = 0; g < loop_.groups.size(); ++g) {
     const LoopGroup& grp = loop_.groups[g];

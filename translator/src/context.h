@@ -103,6 +103,7 @@ struct alignas(64) VcpuContext {
   // hoisted address group, the host base register's value (reloaded after a slow path).
   uint64_t loop_limit = 0;
   uint64_t loop_fast_entries = 0;
+  uint64_t loop_mxcsr = 0;  // MXCSR stored by the header (STMXCSR needs memory)
   uint64_t loop_base[kLoopGroups] = {};
 
   alignas(64) uint8_t bounce[kBounceBytes] = {};

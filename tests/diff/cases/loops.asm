@@ -295,4 +295,83 @@ CASE loop_dec_jnz_fault
   dec ecx
   jnz .loop
 
+; SIMD in counted loops: the workload's scalar-double matmul inner loop (two induction
+; variables, scalar SSE loads, FP arithmetic on memory, stores).
+CASE loop_sse_scalar_axpy
+  mov r12, DATA_VA
+  mov rdx, DATA_VA + 0x2000
+  lea r9, [rdx + 0x1000]
+  mov rax, 0x3FF8000000000000        ; 1.5
+  movq xmm1, rax
+.loop:
+  movsd xmm0, [r12]
+  add rdx, 8
+  add r12, 8
+  mulsd xmm0, xmm1
+  addsd xmm0, [rdx - 8]
+  movsd [rdx - 8], xmm0
+  cmp rdx, r9
+  jne .loop
+
+; Unaligned legacy moves, VEX integer arithmetic on unaligned memory, an AVX-512 masked store.
+CASE loop_simd_unaligned
+  mov rsi, DATA_VA + 3
+  xor ecx, ecx
+  mov eax, 0x5A5A
+  kmovw k1, eax
+  vpxor xmm3, xmm3, xmm3
+.loop:
+  movdqu xmm0, [rsi + rcx]
+  movups [rsi + rcx + 0x2000], xmm0
+  vpaddd ymm3, ymm3, [rsi + rcx + 0x1000]
+  vmovdqu32 [rsi + rcx + 0x3000]{k1}, zmm3
+  add rcx, 64
+  cmp rcx, 0x800
+  jb .loop
+
+; Legacy packed arithmetic needs 16-byte alignment: it stays checked, and a misaligned operand
+; in the middle of the loop faults (#GP) at its iteration.
+CASE loop_sse_alignment_fault
+  mov rsi, DATA_VA
+  xor ecx, ecx
+  pxor xmm2, xmm2
+.loop:
+  paddd xmm2, [rsi + rcx]
+  add rcx, 16
+  cmp rcx, 0x800
+  jne .loop
+  add rsi, 8
+  xor ecx, ecx
+.loop2:
+  paddd xmm2, [rsi + rcx]
+  add rcx, 16
+  cmp rcx, 0x100
+  jne .loop2
+
+; With an SIMD FP exception unmasked the loop stays checked: #XM at the iteration that divides
+; zero by zero.
+CASE loop_sse_unmasked_fp
+  sub rsp, 8
+  stmxcsr [rsp]
+  and dword [rsp], ~0x80             ; unmask invalid operation
+  ldmxcsr [rsp]
+  add rsp, 8
+  mov rsi, DATA_VA
+  mov rax, 0x3FF0000000000000        ; 1.0
+  mov ecx, 0x100
+.fill:
+  mov [rsi + rcx * 8], rax
+  dec ecx
+  jnz .fill
+  mov qword [rsi + 0x40 * 8], 0      ; 0.0 at element 0x40
+  xorpd xmm0, xmm0
+  xor ecx, ecx
+.loop:
+  movsd xmm1, [rsi + rcx * 8]
+  divsd xmm1, [rsi + rcx * 8]
+  addsd xmm0, xmm1
+  inc rcx
+  cmp rcx, 0x100
+  jb .loop
+
 END_CASES
