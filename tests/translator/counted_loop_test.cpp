@@ -150,16 +150,19 @@ TEST(CountedLoops, CountLatchAgreesWithCheckedTranslation) {
       a.mov(rsi, kWindow + 5);
       a.mov(ecx, 3 * 4096);
       a.xor_(ebx, ebx);
+      a.mov(r8, LongModeGuest::kData);
       Label l1 = a.newLabel(), l2 = a.newLabel();
       a.bind(l1);
       a.movzx(eax, byte_ptr(rsi));
       a.add(rbx, rax);
+      a.add(qword_ptr(r8), rax);
       a.inc(rsi);
       a.dec(rcx);
       a.jnz(l1);
       a.mov(rdi, kWindow);
       a.bind(l2);  // find the first zero byte (there may be earlier ones in the data)
       a.mov(dl, byte_ptr(rdi));
+      a.add(byte_ptr(r8, 8), dl);
       a.inc(rdi);
       a.test(dl, dl);
       a.jnz(l2);
@@ -169,6 +172,9 @@ TEST(CountedLoops, CountLatchAgreesWithCheckedTranslation) {
   }
   for (int r = 0; r < 16; ++r) EXPECT_EQ(fast.state.gpr[r], checked.state.gpr[r]) << "gpr " << r;
   EXPECT_EQ(fast.state.rflags, checked.state.rflags);
+  EXPECT_EQ(fast.mem->ReadU64(LongModeGuest::kData), checked.mem->ReadU64(LongModeGuest::kData));
+  EXPECT_EQ(fast.mem->ReadU64(LongModeGuest::kData + 8),
+            checked.mem->ReadU64(LongModeGuest::kData + 8));
   EXPECT_EQ(fast.cpu->stats().counted_loops, 2u);
   EXPECT_GE(fast.cpu->stats().loop_fast_entries, 3u);
   EXPECT_EQ(checked.cpu->stats().loop_fast_entries, 0u);
@@ -184,6 +190,7 @@ TEST(CountedLoops, RequestExitStopsACountLatchLoop) {
     Label l = a.newLabel();
     a.bind(l);
     a.add(qword_ptr(rdi), rcx);
+    a.mov(rax, qword_ptr(rdi, 8));
     a.inc(rcx);
     a.test(rsp, rsp);
     a.jnz(l);

@@ -2411,7 +2411,7 @@ bool BlockEmitter::PlanLoop() {
       }
     if (grp.reg < 0 || g >= static_cast<size_t>(bt::kLoopGroups)) grp.reg = -1;
   }
-  bool any = false;
+  int hoisted = 0;
   for (size_t i = 0; i < n; ++i) {
     LoopAccess& la = loop_.access[i];
     if (la.group >= 0 && loop_.groups[static_cast<size_t>(la.group)].reg < 0) la.group = -1;
@@ -2419,13 +2419,15 @@ bool BlockEmitter::PlanLoop() {
       const int64_t rel = la.disp - loop_.groups[static_cast<size_t>(la.group)].lo;
       if (rel < INT32_MIN || rel > INT32_MAX) la.group = -1;
     }
-    any = any || la.group >= 0;
+    if (la.group >= 0) ++hoisted;
     if (la.group >= 0 && la.needs_fp_masked) loop_.needs_fp_masked = true;
   }
   loop_.pinned = 0;
   for (const auto& grp : loop_.groups)
     if (grp.reg >= 0) loop_.pinned |= static_cast<uint16_t>(1u << grp.reg);
-  if (!any) return false;
+  // The count latch costs about as much per iteration as one soft-TLB check (PUSHFQ, a
+  // decrement in memory, two branches): it pays from two hoisted accesses on.
+  if (hoisted == 0 || (!loop_.compare_latch && hoisted < 2)) return false;
   // The fast version leaves the guest flags behind at its start and in its latch: they must be
   // dead there, with no possible fault before the block rewrites them.
   bool dead = false;

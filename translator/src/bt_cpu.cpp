@@ -167,6 +167,9 @@ BtCpu::Impl::Impl(GuestMemory& memory_in, CpuState& state_in, BtOptions options_
     xsave_ymm_hi_offset = ebx;
   if ((ctx->xsave_mask & 0x20) && __get_cpuid_count(0xD, 5, &eax, &ebx, &ecx, &edx))
     xsave_opmask_offset = ebx;
+  // ROVE_COUNTED_LOOPS=0 turns counted-loop versioning off, for comparisons.
+  if (const char* loops = std::getenv("ROVE_COUNTED_LOOPS"); loops && std::string(loops) == "0")
+    options.counted_loops = false;
   if (options.perf_map_path.empty()) {
     const char* env = std::getenv("ROVE_PERF_MAP");
     if (env && std::string(env) == "1")

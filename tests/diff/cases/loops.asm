@@ -216,11 +216,13 @@ CASE loop_and_bounded_index
 ; the last ADD set: the flags at the exit must be exact).
 CASE loop_dec_jnz_stream
   mov rsi, DATA_VA + 0x10
+  mov rdx, DATA_VA + 0x3F00
   mov ecx, 0x2F00
   xor ebx, ebx
 .loop:
   movzx eax, byte [rsi]
   add rbx, rax
+  xor [rdx], rax
   inc rsi
   dec rcx
   jnz .loop
@@ -264,6 +266,7 @@ CASE loop_test_jnz_scan
   mov rdx, rdi
 .loop:
   mov al, [rdi]
+  add [rdx + 0x3000], al
   inc rdi
   test al, al
   jnz .loop
@@ -287,10 +290,12 @@ CASE loop_jl_signed
 CASE loop_dec_jnz_fault
   mov rsi, DATA_SIZE - 0x40
   add rsi, DATA_VA
+  mov rdx, DATA_VA + 0x100
   mov ecx, 0x80
   xor ebx, ebx
 .loop:
   add bl, [rsi]
+  add [rdx], bl
   inc rsi
   dec ecx
   jnz .loop
