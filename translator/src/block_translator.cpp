@@ -2327,7 +2327,10 @@ bool BlockEmitter::PlanLoop() {
              upd.ops[1].type == ZYDIS_OPERAND_TYPE_IMMEDIATE) {
     plan.step = upd.ops[1].imm.value.s;
   } else if (upd.d.mnemonic == ZYDIS_MNEMONIC_LEA && GprId(upd.ops[1].mem.base) == plan.iv &&
-             upd.ops[1].mem.index == ZYDIS_REGISTER_NONE) {
+             upd.ops[1].mem.index == ZYDIS_REGISTER_NONE && upd.d.address_width == 64) {
+    // Only a 64-bit address: `lea rcx, [ecx + 8]` wraps at 2^32, and the fast version's
+    // ranges and limit assume iv grows by `step` without wrapping (a wrapped iv would index
+    // far below the checked page, outside guest RAM on the host).
     plan.step = upd.ops[1].mem.disp.has_displacement ? upd.ops[1].mem.disp.value : 0;
   } else {
     return false;
