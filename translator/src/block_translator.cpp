@@ -2250,6 +2250,23 @@ bool FaultsOnlyByAccess(const Insn& in) {
     default:
       break;
   }
+  // Integer instructions only. The categories also hold MMX, SSE and AVX forms (MOVDQA and
+  // MOVD/MOVQ are DATAXFER, PAND/PXOR LOGICAL, CVTPI2PS CONVERT) that fault for reasons of
+  // their own: a misaligned operand (#GP), a pending x87 exception (#MF), #XM.
+  for (int i = 0; i < in.d.operand_count; ++i) {
+    if (in.ops[i].type != ZYDIS_OPERAND_TYPE_REGISTER) continue;
+    switch (ZydisRegisterGetClass(in.ops[i].reg.value)) {
+      case ZYDIS_REGCLASS_GPR8:
+      case ZYDIS_REGCLASS_GPR16:
+      case ZYDIS_REGCLASS_GPR32:
+      case ZYDIS_REGCLASS_GPR64:
+      case ZYDIS_REGCLASS_FLAGS:
+      case ZYDIS_REGCLASS_IP:
+        break;
+      default:
+        return false;
+    }
+  }
   return NonFaultingCategory(in.d.meta.category);
 }
 
