@@ -2880,6 +2880,7 @@ bt::Block* BtCpu::Impl::Translate(const bt::TransMode& mode, uint64_t linear, ui
   block->rip = state.rip;
   block->cs_base = cs_base;
   block->mode = mode.Pack();
+  block->cs_limit = bt::BlockKeyCsLimit(mode, state.seg[kCs].limit);
   block->phys_page[0] = phys & kPageMask;
   block->phys_page[1] = second_phys;
   block->guest_instructions = static_cast<uint32_t>(insns.size());
