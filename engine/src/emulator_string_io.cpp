@@ -227,11 +227,14 @@ EmulationOutcome SystemEmulator::Impl::DoString() {
   if (rep && count == 0) return EmulationOutcome::kContinue;
   uint64_t budget = std::max<uint64_t>(chunk_bytes / size, 1);
   uint64_t rax_mask = MaskOf(size);
+  // Cleared when a run reaches past a segment limit: the elements before the limit are done
+  // one by one and the fault comes at the first one beyond it.
+  bool whole_runs = true;
   try {
     while (count > 0 && budget > 0) {
       // Bulk path: MOVS/STOS over a run that stays within one page on each side and does not
       // wrap the address size.
-      if (rep && (kind == StrOp::kMovs || kind == StrOp::kStos) && count >= 2) {
+      if (whole_runs && rep && (kind == StrOp::kMovs || kind == StrOp::kStos) && count >= 2) {
         uint64_t n = std::min(count, budget);
         // Elements before the destination (and source) page boundary in the direction.
         uint64_t di_lin = SegLinear(kEs, di, size, MemAccess::kWrite);
@@ -276,13 +279,18 @@ EmulationOutcome SystemEmulator::Impl::DoString() {
         uint64_t dst = 0, src = 0, dst_phys = 0;
         if (ok) {
           uint64_t lo_di = down ? di - (span - size) : di;
-          dst = SegLinear(kEs, lo_di, span, MemAccess::kWrite);
-          CheckAlignment(dst, size);
-          if (kind == StrOp::kMovs) {
-            uint64_t lo_si = down ? si - (span - size) : si;
-            src = SegLinear(src_seg, lo_si, span, MemAccess::kRead);
-            CheckAlignment(src, size);
+          uint64_t lo_si = down ? si - (span - size) : si;
+          try {
+            dst = SegLinear(kEs, lo_di, span, MemAccess::kWrite);
+            if (kind == StrOp::kMovs) src = SegLinear(src_seg, lo_si, span, MemAccess::kRead);
+          } catch (const GuestFault&) {
+            ok = false;
+            whole_runs = false;
           }
+        }
+        if (ok) {
+          CheckAlignment(dst, size);
+          if (kind == StrOp::kMovs) CheckAlignment(src, size);
           // RAM on both sides: copy host memory directly (one walk per page and side). MMIO or
           // a translation that faults takes the element path, which reports the exact fault.
           LinearAccessMode mode{Cpl() == 3, (s.rflags & rflags::kAc) != 0, false};

@@ -325,5 +325,35 @@ TEST_F(StringIoTest, VmwareBackdoorAnswersAtAnyPrivilege) {
   EXPECT_EQ(s.gpr[kRax], 0x1234u);
 }
 
+// The whole-block path checks the segment limit over its whole run: when the run reaches past
+// the limit, the elements before it must still be done and the #GP come at the first element
+// beyond it (RCX/RSI/RDI counting the completed ones), as the element path does.
+TEST_F(StringIoTest, RepMovsAndStosPastTheSegmentLimitFaultAtTheElement) {
+  for (const bool movs : {false, true}) {
+    SetupProtected32();
+    Put64(kGdt + 0x30, EncodeSegmentDescriptor(0x80000, 0x10FF, 0x4093));  // ES: 0x1100 bytes
+    s.gdtr.limit = 0x37;
+    s.seg[kEs] = SegFromGdt(0x30);
+    Fill(*mem, 0x90000, 0x200, 5);
+    std::vector<uint8_t> zero(0x2000, 0);
+    mem->Write(0x80000, zero.data(), zero.size());
+    s.gpr[kRax] = 0x5A;
+    s.gpr[kRsi] = 0x90000;
+    s.gpr[kRdi] = 0x1000;
+    s.gpr[kRcx] = 0x200;
+    ASSERT_TRUE(Run({0xF3, static_cast<uint8_t>(movs ? 0xA4 : 0xAA)}).ok());
+    EXPECT_EQ(s.rip, HandlerFor(kGp)) << "movs " << movs;
+    EXPECT_EQ(s.gpr[kRcx], 0x100u) << "movs " << movs;
+    EXPECT_EQ(s.gpr[kRdi], 0x1100u) << "movs " << movs;
+    if (movs) {
+      EXPECT_EQ(s.gpr[kRsi], 0x90100u);
+      EXPECT_TRUE(Same(*mem, 0x90000, 0x81000, 0x100));
+    } else {
+      EXPECT_EQ(mem->host_base()[0x810FF], 0x5A);
+    }
+    EXPECT_EQ(mem->host_base()[0x81100], 0) << "movs " << movs;
+  }
+}
+
 }  // namespace
 }  // namespace rove::test

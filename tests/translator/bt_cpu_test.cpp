@@ -679,5 +679,32 @@ TEST(BtCpu, PushMemoryFaultsArePrecise) {
   }
 }
 
+// A translation of 16/32-bit code depends on the CS limit (a branch that may leave it, an
+// instruction reaching past it, go to the emulator), so a block translated under one limit
+// must not run under another: here a real-mode jump that was inside a 64 KiB limit leaves a
+// smaller one (unreal-mode style cached limit) and must fault, i.e. exit to the emulator at the
+// jump, not land at its target.
+TEST(BtCpu, BlocksDoNotOutliveACsLimitChange) {
+  auto mem = GuestMemory::Create(1 << 20);
+  CpuState state;
+  ResetCpuState(state);
+  state.seg[kCs].base = 0;
+  state.seg[kCs].selector = 0;
+  state.rip = 0x1000;
+  const uint8_t code[] = {0xE9, 0xFD, 0x00};  // jmp near 0x1100 (from 0x1003: +0xFD)
+  mem->Write(0x1000, code, sizeof code);
+  const uint8_t hlt = 0xF4;
+  mem->Write(0x1100, &hlt, 1);
+  BtCpu cpu(*mem, state);
+  Exit e = cpu.Run();
+  ASSERT_EQ(e.reason, ExitReason::kEmulate);
+  ASSERT_EQ(state.rip, 0x1100u);
+  state.rip = 0x1000;
+  state.seg[kCs].limit = 0x10FF;
+  e = cpu.Run();
+  ASSERT_EQ(e.reason, ExitReason::kEmulate);
+  EXPECT_EQ(state.rip, 0x1000u) << "the jump past the CS limit ran from a stale translation";
+}
+
 }  // namespace
 }  // namespace rove

@@ -323,5 +323,48 @@ TEST(CountedLoops, RequestExitStopsTheFastVersion) {
   EXPECT_GE(g.cpu->stats().loop_fast_entries, 1u);
 }
 
+// The update `lea rcx, [ecx + 8]` (address-size override) wraps the induction variable at
+// 2^32: after 0xFFFFFFF8 comes 0, not 0x100000000. The fast version must not keep using the
+// base it checked for the page before the wrap (that would address host memory 4 GiB below
+// the guest page); the access after the wrap is to an unmapped page and must fault there.
+TEST(CountedLoops, InductionVariableWrappingAt32BitsIsNotTrusted) {
+  BtOptions checked_only;
+  checked_only.counted_loops = false;
+  LongModeGuest fast, checked(checked_only);
+  Label l;
+  uint64_t add_rip = 0;
+  const auto program = Assemble(
+      [&l](x86::Assembler& a) {
+        using namespace x86;
+        // rdi + 0xFFFFFF00 = kData (mod 2^64); rdi + 0 is in the unmapped top of the space.
+        a.mov(rdi, LongModeGuest::kData - 0xFFFFFF00ull);
+        a.mov(ecx, 0xFFFFFF00u);
+        a.mov(esi, 0x100);
+        a.xor_(eax, eax);
+        a.bind(l);
+        a.add(rax, qword_ptr(rdi, rcx));
+        a.lea(rcx, ptr(ecx, 8));
+        a.cmp(rcx, rsi);
+        a.jne(l);
+        a.hlt();
+      },
+      &l, &add_rip);
+  Exit exits[2];
+  int i = 0;
+  for (LongModeGuest* g : {&fast, &checked}) {
+    g->Load(program);
+    exits[i++] = g->RunToEmulate();
+  }
+  ASSERT_EQ(exits[1].reason, ExitReason::kException);
+  EXPECT_EQ(exits[1].exception.vector, kPf);
+  EXPECT_EQ(exits[1].exception.cr2, LongModeGuest::kData - 0xFFFFFF00ull);
+  EXPECT_EQ(checked.state.gpr[kRcx], 0u);
+  ASSERT_EQ(exits[0].reason, ExitReason::kException);
+  EXPECT_EQ(exits[0].exception.vector, kPf);
+  EXPECT_EQ(exits[0].exception.cr2, exits[1].exception.cr2);
+  for (int r = 0; r < 16; ++r) EXPECT_EQ(fast.state.gpr[r], checked.state.gpr[r]) << "gpr " << r;
+  EXPECT_EQ(fast.state.rip, add_rip);
+}
+
 }  // namespace
 }  // namespace rove

@@ -2308,16 +2308,38 @@ AccessFaults FaultsOnlyByAccess(const Insn& in) {
     default:
       break;
   }
-  if (NonFaultingCategory(in.d.meta.category)) return AccessFaults::kOnlyAccess;
-  switch (in.d.meta.category) {
-    case ZYDIS_CATEGORY_SSE:
-    case ZYDIS_CATEGORY_AVX:
-    case ZYDIS_CATEGORY_AVX2:
-    case ZYDIS_CATEGORY_AVX512:
-      return SimdAccessFaults(in);
-    default:
-      return AccessFaults::kOther;
+  // The categories also hold MMX, SSE and AVX forms (MOVDQA and MOVD/MOVQ are DATAXFER,
+  // PAND/PXOR LOGICAL, CVTPI2PS CONVERT) that fault for reasons of their own: a misaligned
+  // operand (#GP), a pending x87 exception (#MF), #XM. Only all-GPR forms go by category; forms
+  // with vector (and AVX-512 mask) registers go by their exception type; MMX and x87 stay
+  // checked.
+  bool vector = false;
+  for (int i = 0; i < in.d.operand_count; ++i) {
+    if (in.ops[i].type != ZYDIS_OPERAND_TYPE_REGISTER) continue;
+    switch (ZydisRegisterGetClass(in.ops[i].reg.value)) {
+      case ZYDIS_REGCLASS_GPR8:
+      case ZYDIS_REGCLASS_GPR16:
+      case ZYDIS_REGCLASS_GPR32:
+      case ZYDIS_REGCLASS_GPR64:
+      case ZYDIS_REGCLASS_FLAGS:
+      case ZYDIS_REGCLASS_IP:
+        break;
+      case ZYDIS_REGCLASS_XMM:
+      case ZYDIS_REGCLASS_YMM:
+      case ZYDIS_REGCLASS_ZMM:
+      case ZYDIS_REGCLASS_MASK:  // AVX-512 write masks
+        vector = true;
+        break;
+      default:
+        if (in.ops[i].reg.value == ZYDIS_REGISTER_MXCSR) {  // SIMD FP: a hidden operand
+          vector = true;
+          break;
+        }
+        return AccessFaults::kOther;
+    }
   }
+  if (vector) return SimdAccessFaults(in);
+  return NonFaultingCategory(in.d.meta.category) ? AccessFaults::kOnlyAccess : AccessFaults::kOther;
 }
 
 bool IsPowerOfTwo(int64_t v) {
@@ -2459,7 +2481,10 @@ int64_t BlockEmitter::InductionStep(int reg, const std::vector<int>& writes,
              upd.ops[1].type == ZYDIS_OPERAND_TYPE_IMMEDIATE) {
     step = upd.ops[1].imm.value.s;
   } else if (upd.d.mnemonic == ZYDIS_MNEMONIC_LEA && GprId(upd.ops[1].mem.base) == reg &&
-             upd.ops[1].mem.index == ZYDIS_REGISTER_NONE) {
+             upd.ops[1].mem.index == ZYDIS_REGISTER_NONE && upd.d.address_width == 64) {
+    // Only a 64-bit address: `lea rcx, [ecx + 8]` wraps at 2^32, and the fast version's
+    // ranges and limit assume iv grows by `step` without wrapping (a wrapped iv would index
+    // far below the checked page, outside guest RAM on the host).
     step = upd.ops[1].mem.disp.has_displacement ? upd.ops[1].mem.disp.value : 0;
   }
   return step > 0 && step <= 4096 ? step : 0;
@@ -2998,6 +3023,7 @@ bt::Block* BtCpu::Impl::Translate(const bt::TransMode& mode, uint64_t linear, ui
   block->rip = state.rip;
   block->cs_base = cs_base;
   block->mode = mode.Pack();
+  block->cs_limit = bt::BlockKeyCsLimit(mode, state.seg[kCs].limit);
   block->phys_page[0] = phys & kPageMask;
   block->phys_page[1] = second_phys;
   block->guest_instructions = static_cast<uint32_t>(insns.size());

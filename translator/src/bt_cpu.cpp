@@ -326,7 +326,7 @@ void BtCpu::Impl::InvalidatePage(uint64_t phys_page) {
     if (!b->valid) continue;
     b->valid = false;
     if (b == current_block) current_block_invalidated = true;
-    blocks.erase(bt::BlockKey{b->linear, b->cs_base, b->phys_page[0], b->mode});
+    blocks.erase(bt::BlockKey{b->linear, b->cs_base, b->phys_page[0], b->mode, b->cs_limit});
     stats.smc_invalidations++;
   }
   blocks_by_page.erase(it);
@@ -707,6 +707,7 @@ Exit BtCpu::Run(bool single_step) {
 
   static thread_local uint64_t last_mode_key = 0;
   static thread_local uint64_t last_cs_base = ~0ull;
+  static thread_local uint64_t last_cs_limit = ~0ull;
 
   im.owner_thread = std::this_thread::get_id();
   Exit exit;
@@ -733,10 +734,15 @@ Exit BtCpu::Run(bool single_step) {
                                (st.rflags & (rflags::kIoplMask | rflags::kNt | rflags::kVm)) |
                                (st.protected_mode() ? 1 : 0) |
                                (static_cast<uint64_t>(cpl == 3 ? 0 : cpl) << 2);
-    if (flush_key != last_mode_key || st.seg[kCs].base != last_cs_base) {
+    // The jump cache is looked up by RIP alone: blocks translated for another CS limit must
+    // not be found there either.
+    const uint64_t key_cs_limit = bt::BlockKeyCsLimit(mode, st.seg[kCs].limit);
+    if (flush_key != last_mode_key || st.seg[kCs].base != last_cs_base ||
+        key_cs_limit != last_cs_limit) {
       im.FlushJumpCache();
       last_mode_key = flush_key;
       last_cs_base = st.seg[kCs].base;
+      last_cs_limit = key_cs_limit;
     }
     const uint64_t rip_mask =
         mode.code_bits == 64 ? ~0ull : (mode.code_bits == 32 ? 0xFFFFFFFFull : 0xFFFFull);
@@ -776,7 +782,7 @@ Exit BtCpu::Run(bool single_step) {
         fe.global = fetch_global = w.global;
       }
     }
-    bt::BlockKey key{linear, st.seg[kCs].base, phys & kPageMask, mode.Pack()};
+    bt::BlockKey key{linear, st.seg[kCs].base, phys & kPageMask, mode.Pack(), key_cs_limit};
     bt::Block* block = nullptr;
     Impl::LookupEntry& le = im.lookup_cache[Impl::LookupIndex(linear)];
     auto found = im.blocks.end();
@@ -854,7 +860,7 @@ Exit BtCpu::Run(bool single_step) {
       // target lies in the same page (guaranteed by the emitter) and within one page.
       uint64_t tlinear = st.seg[kCs].base + st.rip;
       if (!st.long_mode_active()) tlinear &= 0xFFFFFFFFull;
-      bt::BlockKey tkey{tlinear, st.seg[kCs].base, (phys & kPageMask), mode.Pack()};
+      bt::BlockKey tkey{tlinear, st.seg[kCs].base, (phys & kPageMask), mode.Pack(), key_cs_limit};
       auto t = im.blocks.find(tkey);
       if ((tlinear & kPageMask) == (linear & kPageMask) && block->valid) {
         bt::Block* target = nullptr;

@@ -98,6 +98,7 @@ struct Block {
   uint64_t rip = 0;     // RIP of the first instruction
   uint64_t cs_base = 0;
   uint32_t mode = 0;
+  uint64_t cs_limit = 0;  // BlockKeyCsLimit of the translation
   uint64_t phys_page[2] = {~0ull, ~0ull};
   uint8_t* host = nullptr;
   uint32_t host_size = 0;
@@ -115,14 +116,22 @@ struct BlockKey {
   uint64_t cs_base;
   uint64_t phys;
   uint32_t mode;
+  uint64_t cs_limit;  // BlockKeyCsLimit
   bool operator==(const BlockKey&) const = default;
 };
+
+// The CS limit when the translation depends on it (16/32-bit code with limit checks: branches
+// that may leave the limit and instructions reaching past it go to the emulator), else 0. A
+// far transfer can change the limit and keep the base and mode, so it is part of the key.
+inline uint64_t BlockKeyCsLimit(const TransMode& mode, uint64_t cs_limit) {
+  return mode.limit_checks && mode.code_bits != 64 ? cs_limit : 0;
+}
 
 struct BlockKeyHash {
   size_t operator()(const BlockKey& k) const {
     uint64_t h = k.linear * 0x9E3779B97F4A7C15ull;
     h ^= (k.phys + k.mode) * 0xC2B2AE3D27D4EB4Full;
-    h ^= k.cs_base * 0x165667B19E3779F9ull;
+    h ^= (k.cs_base + k.cs_limit) * 0x165667B19E3779F9ull;
     return static_cast<size_t>(h ^ (h >> 29));
   }
 };

@@ -379,4 +379,30 @@ CASE loop_sse_unmasked_fp
   cmp rcx, 0x100
   jb .loop
 
+; Hoisted accesses are only those that cannot fault once their page is checked: a MOVDQA (an
+; SSE move, though Zydis files it under DATAXFER) faults on a misaligned address. Iteration 0
+; runs in the block before the loop; the #GP comes in the loop block's first iteration, with the
+; flags of the CMP before it (the fast version starts with the header's flags).
+CASE loop_sse_misaligned_gp
+  mov rdi, DATA_VA + 0x100
+  xor ecx, ecx
+  mov esi, 0x200
+.loop:
+  movdqa xmm0, [rdi + rcx]
+  add eax, 1
+  add rcx, 8
+  cmp rcx, rsi
+  jb .loop
+
+; The same for PAND (LOGICAL in Zydis) with the misaligned access at the second iteration.
+CASE loop_sse_logical_misaligned_gp
+  mov rdi, DATA_VA + 0x200
+  xor ecx, ecx
+.loop:
+  pand xmm1, [rdi + rcx * 8]
+  sub edx, 3
+  inc rcx
+  cmp rcx, 0x40
+  jb .loop
+
 END_CASES
