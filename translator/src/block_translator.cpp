@@ -677,6 +677,12 @@ bool CanFault(const Insn& in) {
       return true;
   }
   if (in.d.mnemonic == ZYDIS_MNEMONIC_DIV || in.d.mnemonic == ZYDIS_MNEMONIC_IDIV) return true;
+  // MMX and x87 register forms take a pending x87 exception (#MF), whatever their category.
+  for (int i = 0; i < in.d.operand_count; ++i) {
+    if (in.ops[i].type != ZYDIS_OPERAND_TYPE_REGISTER) continue;
+    const ZydisRegisterClass c = ZydisRegisterGetClass(in.ops[i].reg.value);
+    if (c == ZYDIS_REGCLASS_MMX || c == ZYDIS_REGCLASS_X87) return true;
+  }
   return !NonFaultingCategory(in.d.meta.category);
 }
 

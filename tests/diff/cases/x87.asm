@@ -143,6 +143,20 @@ CASE x87_unmasked_zero_divide_at_next_x87
   fdivp st1, st0             ; 1/0: zero divide, pending
   mov eax, 1
   fld1                       ; #MF here, before the load
+; An MMX instruction takes a pending x87 exception (#MF) with the flags of the instruction
+; before it, also when a memory access between them could use the flag-clobbering check.
+CASE x87_pending_at_mmx_keeps_flags
+  fninit
+  mov word [OUT], 0x037B     ; unmask zero divide
+  fldcw [OUT]
+  fld1
+  fldz
+  fdivp st1, st0             ; 1/0: zero divide, pending
+  mov eax, 1
+  cmp eax, 2                 ; CF SF AF PF set
+  mov rbx, [OUT + 8]
+  pand mm0, mm1              ; #MF here
+  add eax, 1
 CASE x87_fcmov
   fld1
   fldz
