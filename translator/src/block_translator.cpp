@@ -47,6 +47,7 @@ enum class Kind : uint8_t {
   kPushf,
   kLeave,   // LEAVE with a 64-bit stack and operand size
   kSwapgs,  // SWAPGS in 64-bit code at CPL 0: swaps ctx.seg_base[GS] and ctx.kernel_gs_base
+  kProbe,   // CLFLUSH/CLFLUSHOPT/CLWB: no effect to model, but the faults of a 1-byte read
   kEmulate,
 };
 
@@ -303,17 +304,23 @@ Kind Classify(Insn& in, const bt::TransMode& mode) {
           GprId(op0->reg.value) >= 0)
         return Kind::kPopReg;
       return Kind::kEmulate;
-    case ZYDIS_CATEGORY_NOP:
-    case ZYDIS_CATEGORY_WIDENOP:
-    case ZYDIS_CATEGORY_PREFETCH:
     case ZYDIS_CATEGORY_CLFLUSHOPT:
     case ZYDIS_CATEGORY_CLWB:
+      return mem_ops == 1 && in.ops[in.mem_index].mem.type == ZYDIS_MEMOP_TYPE_MEM ? Kind::kProbe
+                                                                                   : Kind::kEmulate;
+    case ZYDIS_CATEGORY_NOP:
+    case ZYDIS_CATEGORY_WIDENOP:
+    case ZYDIS_CATEGORY_PREFETCH:  // prefetches never fault
     case ZYDIS_CATEGORY_CLDEMOTE:
       return Kind::kDrop;
     case ZYDIS_CATEGORY_MISC:
       if (d.mnemonic == ZYDIS_MNEMONIC_LEA) return Kind::kLea;
       if (d.mnemonic == ZYDIS_MNEMONIC_PAUSE) return Kind::kIdent;
-      if (d.mnemonic == ZYDIS_MNEMONIC_CLFLUSH) return Kind::kDrop;
+      // Flushing a cache line is invisible here, but it faults like a read of the byte.
+      if (d.mnemonic == ZYDIS_MNEMONIC_CLFLUSH)
+        return mem_ops == 1 && in.ops[in.mem_index].mem.type == ZYDIS_MEMOP_TYPE_MEM
+                   ? Kind::kProbe
+                   : Kind::kEmulate;
       if (d.mnemonic == ZYDIS_MNEMONIC_LFENCE || d.mnemonic == ZYDIS_MNEMONIC_MFENCE ||
           d.mnemonic == ZYDIS_MNEMONIC_SFENCE)
         return Kind::kIdent;
@@ -938,7 +945,7 @@ class BlockEmitter {
 
   static bool IsAccessKind(Kind k) {
     return k == Kind::kMem || k == Kind::kPushReg || k == Kind::kPushImm || k == Kind::kPushMem ||
-           k == Kind::kPopReg || k == Kind::kLeave;
+           k == Kind::kPopReg || k == Kind::kLeave || k == Kind::kProbe;
   }
 
   // ---- scratch allocation ----
@@ -1411,6 +1418,7 @@ class BlockEmitter {
   void EmitPushf(size_t index);
   void EmitLeave(size_t index);
   void EmitSwapgs(size_t index);
+  void EmitProbe(size_t index);
   // Faults on the host (SIGSEGV, mapped to #GP(0) at the current instruction) when `reg`, a
   // 64-bit branch target, is not canonical; clobbers `reg`, flag-free. Branches check their
   // target before committing RSP, so the #GP leaves the state before the branch.
@@ -1633,6 +1641,9 @@ void BlockEmitter::EmitInsn(size_t index) {
     case Kind::kSwapgs:
       EmitSwapgs(index);
       break;
+    case Kind::kProbe:
+      EmitProbe(index);
+      break;
     case Kind::kEmulate:
       EmitFallback(index);
       break;
@@ -1739,6 +1750,24 @@ void BlockEmitter::EmitSwapgs(size_t index) {
   a_.mov(Gs(gs), G(b));
   a_.mov(Gs(ROVE_CTX(kernel_gs_base)), G(a));
   End(sc);
+}
+
+// CLFLUSH/CLFLUSHOPT/CLWB: a 1-byte read through the soft TLB, its value unused (guest RAM is
+// ordinary host memory; there is nothing to flush for the guest to observe). The read is real:
+// an address that matches an empty entry must reach its guard page and fault.
+void BlockEmitter::EmitProbe(size_t index) {
+  Insn& in = insns_[index];
+  Scratch sc;
+  if (!Plan(index, in.uses_rsp, true, false, FlagsPathOk(index), sc)) {
+    EmitFallback(index);
+    return;
+  }
+  const Insn* pin = &in;
+  const int s0 = sc.s0, s1 = sc.s1, s2 = sc.s2;
+  EmitAccess(
+      index, sc, 1, false,
+      [this, pin, s0, s1, s2] { EmitLinearAddress(*pin, pin->ops[pin->mem_index], s1, s2, s0); },
+      [this, s1, s2] { a_.movzx(G32(s2), x86::byte_ptr(G(s1))); });
 }
 
 void BlockEmitter::EmitIdent(size_t index) {

@@ -262,4 +262,18 @@ CASE push_mem_gp_noncanonical_source
   mov rax, 0x8000000000000000
   SETFLAGS FLAGS_SET
   push qword [rax]
+; CLFLUSH/CLFLUSHOPT/CLWB fault like a 1-byte read: #PF on an unmapped page (the flags of the
+; instruction before it intact), #GP on a non-canonical address.
+CASE clflush_unmapped_page
+  mov rbx, 0x50000000
+  mov eax, 1
+  cmp eax, 3
+  clflush [rbx + 0x40]
+CASE clflushopt_unmapped_page
+  mov rbx, 0x50000000
+  clflushopt [rbx]
+CASE clwb_noncanonical
+  mov rbx, 0x8000000000000000
+  clwb [rbx]
+
 END_CASES
