@@ -163,6 +163,16 @@ pm32:
 .after_gp2:
   cmp dword [gp_count], 2
   CHECK e, FAIL_LIMIT_GP
+  ; A register bit offset selects a dword beyond the limit (bit 0x100: offset 0x20), though the
+  ; operand itself is inside; bit 0x60 (offset 0xC) is inside.
+  mov ecx, 0x60
+  bts dword [es:0], ecx
+  mov dword [gp_resume], .after_gp3
+  mov ecx, 0x100
+  bt dword [es:0], ecx
+.after_gp3:
+  cmp dword [gp_count], 3
+  CHECK e, FAIL_LIMIT_GP
   mov ax, SEL_DATA
   mov es, ax
   ; 6. Stack segment limit: SS-relative accesses (default segment of EBP) crossing or beyond the

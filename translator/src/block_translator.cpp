@@ -346,8 +346,8 @@ Kind Classify(Insn& in, const bt::TransMode& mode) {
 }
 
 // 16/32-bit accesses the translated check does not cover: through a segment the mode marks for
-// the emulator (unusable, expand-down, read-only, code), data accesses through CS, and BT*
-// with a register offset when limits are checked (the emulator applies every rule).
+// the emulator (unusable, expand-down, read-only, code) and data accesses through CS (the
+// emulator applies every rule).
 bool AccessesEmulatedSegment(const Insn& in, const bt::TransMode& mode) {
   if (mode.code_bits == 64 || in.kind == Kind::kEmulate) return false;
   switch (in.kind) {
@@ -390,11 +390,7 @@ bool AccessesEmulatedSegment(const Insn& in, const bt::TransMode& mode) {
       break;
   }
   if (seg == kCs) return true;  // rare; the code segment's own rules
-  if (mode.emulated_segs & (1u << seg)) return true;
-  return mode.limit_checks &&
-         (in.d.mnemonic == ZYDIS_MNEMONIC_BT || in.d.mnemonic == ZYDIS_MNEMONIC_BTS ||
-          in.d.mnemonic == ZYDIS_MNEMONIC_BTR || in.d.mnemonic == ZYDIS_MNEMONIC_BTC) &&
-         in.ops[1].type == ZYDIS_OPERAND_TYPE_REGISTER;
+  return (mode.emulated_segs & (1u << seg)) != 0;
 }
 
 // Whether a near branch may land beyond the CS limit: a direct one whose target is beyond it,
@@ -826,8 +822,7 @@ struct LoopGroup {
   int64_t lo = 0;    // bytes touched at iteration 0, relative to the invariant part (plus the
   int64_t hi = 0;    // induction term for stream groups), inclusive
   bool write = false;
-  bool absolute = false;  // no invariant register: lo/hi are absolute addresses
-  int reg = -1;           // host register: invariant part + lo + (host - linear)
+  int reg = -1;  // host register: invariant part + lo + (host - linear)
 };
 struct LoopAccess {
   int group = -1;
@@ -1190,6 +1185,15 @@ class BlockEmitter {
     const bool poison = EmitLimitPoison(seg, s1, s2);
     EmitSegmentBase(seg, s1, s2);
     if (poison) a_.lea(G(s1), x86::ptr(G(s1), G(limit_scratch_)));
+  }
+
+  // The `address` step of EmitAccess for memory operand `op_index` of `in`.
+  std::function<void()> OperandAddress(const Insn& in, int op_index, const Scratch& sc) {
+    const Insn* pin = &in;
+    const int s0 = sc.s0, s1 = sc.s1, s2 = sc.s2;
+    return [this, pin, op_index, s0, s1, s2] {
+      EmitLinearAddress(*pin, pin->ops[op_index], s1, s2, s0);
+    };
   }
 
   // With TransMode::limit_checks, limit_scratch_ = a poison for the access of access_size_
@@ -1762,12 +1766,9 @@ void BlockEmitter::EmitProbe(size_t index) {
     EmitFallback(index);
     return;
   }
-  const Insn* pin = &in;
-  const int s0 = sc.s0, s1 = sc.s1, s2 = sc.s2;
-  EmitAccess(
-      index, sc, 1, false,
-      [this, pin, s0, s1, s2] { EmitLinearAddress(*pin, pin->ops[pin->mem_index], s1, s2, s0); },
-      [this, s1, s2] { a_.movzx(G32(s2), x86::byte_ptr(G(s1))); });
+  const int s1 = sc.s1, s2 = sc.s2;
+  EmitAccess(index, sc, 1, false, OperandAddress(in, in.mem_index, sc),
+             [this, s1, s2] { a_.movzx(G32(s2), x86::byte_ptr(G(s1))); });
 }
 
 void BlockEmitter::EmitIdent(size_t index) {
@@ -1818,14 +1819,11 @@ void BlockEmitter::EmitMem(size_t index) {
     return;
   }
   const Insn* pin = &in;
-  const int s0 = sc.s0, s1 = sc.s1, s2 = sc.s2;
-  EmitAccess(
-      index, sc, size, write,
-      [this, pin, s0, s1, s2] { EmitLinearAddress(*pin, pin->ops[pin->mem_index], s1, s2, s0); },
-      [this, enc, pin, s0] {
-        a_.embed(enc.bytes, enc.length);
-        if (s0 >= 0 && pin->writes_rsp) a_.mov(Gs(ROVE_CTX(guest_rsp)), G(s0));
-      });
+  const int s0 = sc.s0;
+  EmitAccess(index, sc, size, write, OperandAddress(in, in.mem_index, sc), [this, enc, pin, s0] {
+    a_.embed(enc.bytes, enc.length);
+    if (s0 >= 0 && pin->writes_rsp) a_.mov(Gs(ROVE_CTX(guest_rsp)), G(s0));
+  });
 }
 
 // BT* [m], r: the access is to the operand-sized unit at EA + (offset SAR log2(bits)) *
@@ -1876,7 +1874,10 @@ void BlockEmitter::EmitBitOffsetMem(size_t index) {
           a_.lea(G32(s1), unit);
           if (pin->d.address_width == 16) a_.movzx(G32(s1), G16(s1));
         }
-        EmitSegmentBase(SegmentOf(pin->ops[0].mem.segment), s1, s2);
+        const SegReg seg = SegmentOf(pin->ops[0].mem.segment);
+        const bool poison = EmitLimitPoison(seg, s1, s2);  // the unit's offset, not EA's
+        EmitSegmentBase(seg, s1, s2);
+        if (poison) a_.lea(G(s1), x86::ptr(G(s1), G(limit_scratch_)));
       },
       [this, enc, reg, s3, mask_slot] {
         a_.pext(G(s3), G(reg), Gs(mask_slot));  // offset modulo bits, flag-free
@@ -1979,16 +1980,12 @@ void BlockEmitter::EmitPushMem(size_t index) {
     EmitFallback(index);
     return;
   }
-  const Insn* pin = &in;
   {
-    const int s0 = rd.s0, s1 = rd.s1, s2 = rd.s2;
-    EmitAccess(
-        index, rd, 8, false,
-        [this, pin, s0, s1, s2] { EmitLinearAddress(*pin, pin->ops[0], s1, s2, s0); },
-        [this, s1, s2] {
-          a_.mov(G(s2), x86::qword_ptr(G(s1)));
-          a_.mov(Gs(ROVE_CTX(lookup_rip)), G(s2));
-        });
+    const int s1 = rd.s1, s2 = rd.s2;
+    EmitAccess(index, rd, 8, false, OperandAddress(in, 0, rd), [this, s1, s2] {
+      a_.mov(G(s2), x86::qword_ptr(G(s1)));
+      a_.mov(Gs(ROVE_CTX(lookup_rip)), G(s2));
+    });
   }
   Scratch sc;
   if (!Plan(index, true, true, false, FlagsPathOk(index), sc)) {
@@ -2100,23 +2097,20 @@ bool BlockEmitter::EmitLoadTarget(size_t index) {
     return false;
   }
   const Insn* pin = &in;
-  const int s0 = sc.s0, s1 = sc.s1, s2 = sc.s2;
-  EmitAccess(
-      index, sc, width / 8, false,
-      [this, pin, s0, s1, s2] { EmitLinearAddress(*pin, pin->ops[0], s1, s2, s0); },
-      [this, pin, s1, s2, width] {
-        if (width == 64)
-          a_.mov(G(s2), x86::qword_ptr(G(s1)));
-        else if (width == 32)
-          a_.mov(G32(s2), x86::dword_ptr(G(s1)));
-        else
-          a_.movzx(G32(s2), x86::word_ptr(G(s1)));
-        a_.mov(Gs(ROVE_CTX(lookup_rip)), G(s2));
-        if (pin->kind == Kind::kJmpInd && mode_.code_bits == 64 && width == 64) {
-          a_.mov(G(s1), G(s2));
-          EmitCanonicalCheck(s1);
-        }
-      });
+  const int s1 = sc.s1, s2 = sc.s2;
+  EmitAccess(index, sc, width / 8, false, OperandAddress(in, 0, sc), [this, pin, s1, s2, width] {
+    if (width == 64)
+      a_.mov(G(s2), x86::qword_ptr(G(s1)));
+    else if (width == 32)
+      a_.mov(G32(s2), x86::dword_ptr(G(s1)));
+    else
+      a_.movzx(G32(s2), x86::word_ptr(G(s1)));
+    a_.mov(Gs(ROVE_CTX(lookup_rip)), G(s2));
+    if (pin->kind == Kind::kJmpInd && mode_.code_bits == 64 && width == 64) {
+      a_.mov(G(s1), G(s2));
+      EmitCanonicalCheck(s1);
+    }
+  });
   return true;
 }
 
@@ -2453,35 +2447,39 @@ bool BlockEmitter::PlanLoop() {
   loop_.access.assign(n, LoopAccess{});
   for (size_t i = 0; i < loop_.body_end; ++i)
     if (insns_[i].kind == Kind::kMem && !PlanLoopAccess(i, writes, def)) loop_.access[i].group = -1;
-  // Groups spanning a page or more stay checked per access; the others get a free register.
+  // Groups spanning a page or more stay checked per access; the others (up to kLoopGroups)
+  // get a free register. A group none of whose accesses stays hoisted gives it back.
   uint16_t free_regs = static_cast<uint16_t>(~named & ~(1u << kRsp));
-  std::vector<int> group_reg(loop_.groups.size(), -1);
-  for (size_t g = 0; g < loop_.groups.size(); ++g) {
+  for (size_t g = 0; g < loop_.groups.size() && g < static_cast<size_t>(bt::kLoopGroups); ++g) {
     LoopGroup& grp = loop_.groups[g];
     if (grp.hi - grp.lo >= static_cast<int64_t>(kPageSize)) continue;
     for (int r : kScratchOrder)
       if (free_regs & (1u << r)) {
         grp.reg = r;
         free_regs &= static_cast<uint16_t>(~(1u << r));
-        loop_.pinned |= static_cast<uint16_t>(1u << r);
         break;
       }
-    if (grp.reg < 0 || g >= static_cast<size_t>(bt::kLoopGroups)) grp.reg = -1;
   }
   int hoisted = 0;
+  std::vector<bool> group_used(loop_.groups.size(), false);
   for (size_t i = 0; i < n; ++i) {
     LoopAccess& la = loop_.access[i];
-    if (la.group >= 0 && loop_.groups[static_cast<size_t>(la.group)].reg < 0) la.group = -1;
-    if (la.group >= 0) {
-      const int64_t rel = la.disp - loop_.groups[static_cast<size_t>(la.group)].lo;
-      if (rel < INT32_MIN || rel > INT32_MAX) la.group = -1;
+    if (la.group < 0) continue;
+    const LoopGroup& grp = loop_.groups[static_cast<size_t>(la.group)];
+    const int64_t rel = la.disp - grp.lo;
+    if (grp.reg < 0 || rel < INT32_MIN || rel > INT32_MAX) {
+      la.group = -1;
+      continue;
     }
-    if (la.group >= 0) ++hoisted;
-    if (la.group >= 0 && la.needs_fp_masked) loop_.needs_fp_masked = true;
+    ++hoisted;
+    group_used[static_cast<size_t>(la.group)] = true;
+    if (la.needs_fp_masked) loop_.needs_fp_masked = true;
   }
-  loop_.pinned = 0;
-  for (const auto& grp : loop_.groups)
+  for (size_t g = 0; g < loop_.groups.size(); ++g) {
+    LoopGroup& grp = loop_.groups[g];
+    if (!group_used[g]) grp.reg = -1;
     if (grp.reg >= 0) loop_.pinned |= static_cast<uint16_t>(1u << grp.reg);
+  }
   // The count latch costs about as much per iteration as one soft-TLB check (PUSHFQ, a
   // decrement in memory, two branches): it pays from two hoisted accesses on.
   if (hoisted == 0 || (!loop_.compare_latch && hoisted < 2)) return false;
@@ -2549,7 +2547,6 @@ bool BlockEmitter::PlanLoopAccess(size_t index, const std::vector<int>& writes,
   int64_t var_range = 0;  // bounded register: largest value
   bool var_is_iv = false;
   int64_t var_step = 0;
-  bool rip_relative = false;
   auto classify = [&](int reg, uint8_t scale, bool is_base) -> bool {
     if (reg < 0) return true;
     const bool invariant = writes[static_cast<size_t>(reg)] == 0;
@@ -2590,7 +2587,6 @@ bool BlockEmitter::PlanLoopAccess(size_t index, const std::vector<int>& writes,
     return var_range > 0 && var_range < static_cast<int64_t>(kPageSize);
   };
   if (mem.base == ZYDIS_REGISTER_RIP) {
-    rip_relative = true;
     disp = static_cast<int64_t>(in.next_rip + static_cast<uint64_t>(disp));
   } else if (!classify(GprId(mem.base), 1, true)) {
     return false;
@@ -2605,8 +2601,6 @@ bool BlockEmitter::PlanLoopAccess(size_t index, const std::vector<int>& writes,
     if (def[static_cast<size_t>(la.var)] < static_cast<int>(index)) disp += var_step * la.var_scale;
     if (!IsPowerOfTwo(var_step * la.var_scale)) return false;
   }
-  key.absolute = key.inv_base < 0 && key.inv_index < 0;
-  (void)rip_relative;
   const int64_t lo = disp;
   const int64_t hi = disp + var_range * (la.var >= 0 && !var_is_iv ? la.var_scale : 0) + size - 1;
   la.needs_fp_masked = faults == AccessFaults::kUnlessFpMasked;
