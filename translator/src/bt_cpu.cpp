@@ -291,12 +291,7 @@ void BtCpu::Impl::FlushSoftTlb(bool include_global) {
           e.host_page == guard)
         continue;  // already empty
       if (!include_global && set.global[i] && e.read_neg_tag != kTlbInvalidTag) continue;
-      e.read_neg_tag = kTlbInvalidTag;
-      e.write_neg_tag = kTlbInvalidTag;
-      e.host_page = guard;
-      e.addend = guard - kTlbInvalidTag;
-      set.phys_page[i] = ~0ull;
-      set.global[i] = 0;
+      InvalidateTlbEntry(set, i);
     }
   }
 }
