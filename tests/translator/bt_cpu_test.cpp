@@ -601,10 +601,9 @@ TEST(BtCpu, SwapgsRunsInlineAtCpl0) {
 
 // BtOptions::perf_map_path: one "host size guest:<rip>" line per translated block.
 TEST(BtCpu, PerfMapNamesBlocksByGuestRip) {
-  char path[] = "/tmp/rove-perf-map-XXXXXX";
-  const int fd = mkstemp(path);
-  ASSERT_GE(fd, 0);
-  close(fd);
+  const std::string path =
+      ::testing::TempDir() + "rove-perf-map-" + std::to_string(getpid()) + ".map";
+  std::remove(path.c_str());
   {
     BtOptions options;
     options.perf_map_path = path;
@@ -615,7 +614,7 @@ TEST(BtCpu, PerfMapNamesBlocksByGuestRip) {
   std::ifstream in(path);
   std::string host, size, name;
   in >> host >> size >> name;
-  std::remove(path);
+  std::remove(path.c_str());
   EXPECT_EQ(name, "guest:100000");
   EXPECT_GT(std::stoull(host, nullptr, 16), 0u);
   EXPECT_GT(std::stoull(size, nullptr, 16), 0u);

@@ -106,19 +106,40 @@ void RunToHlt(LongModeGuest& g) {
   ASSERT_EQ(e.reason, ExitReason::kEmulate);
 }
 
-TEST(CountedLoops, FastVersionAgreesWithCheckedTranslation) {
-  BtOptions checked_only;
-  checked_only.counted_loops = false;
-  LongModeGuest fast, checked(checked_only);
-  for (LongModeGuest* g : {&fast, &checked}) {
-    MapWindow(*g, kWindowPages);
-    FillWindow(*g);
-    g->Load(StreamProgram());
-    RunToHlt(*g);
+// The same program on a guest with counted-loop versioning and on one without, over the
+// scattered window (filled); `prepare` adjusts each guest before it runs.
+struct FastAndChecked {
+  FastAndChecked() : checked(CheckedOnly()) {}
+  static BtOptions CheckedOnly() {
+    BtOptions options;
+    options.counted_loops = false;
+    return options;
   }
-  for (int r = 0; r < 16; ++r) EXPECT_EQ(fast.state.gpr[r], checked.state.gpr[r]) << "gpr " << r;
-  EXPECT_EQ(fast.state.rflags, checked.state.rflags);
-  EXPECT_EQ(fast.state.rip, checked.state.rip);
+  void Run(const std::vector<uint8_t>& program,
+           const std::function<void(LongModeGuest&)>& prepare = {}) {
+    for (LongModeGuest* g : {&fast, &checked}) {
+      MapWindow(*g, kWindowPages);
+      FillWindow(*g);
+      if (prepare) prepare(*g);
+      g->Load(program);
+      RunToHlt(*g);
+    }
+  }
+  void ExpectSameRegisters() {
+    for (int r = 0; r < 16; ++r) EXPECT_EQ(fast.state.gpr[r], checked.state.gpr[r]) << "gpr " << r;
+    EXPECT_EQ(fast.state.rflags, checked.state.rflags);
+    EXPECT_EQ(fast.state.rip, checked.state.rip);
+  }
+  LongModeGuest fast;
+  LongModeGuest checked;
+};
+
+TEST(CountedLoops, FastVersionAgreesWithCheckedTranslation) {
+  FastAndChecked pair;
+  pair.Run(StreamProgram());
+  pair.ExpectSameRegisters();
+  LongModeGuest& fast = pair.fast;
+  LongModeGuest& checked = pair.checked;
   for (uint64_t off = 0; off < 0x4000; off += 8)
     ASSERT_EQ(fast.mem->ReadU64(LongModeGuest::kData + off),
               checked.mem->ReadU64(LongModeGuest::kData + off))
@@ -138,40 +159,34 @@ TEST(CountedLoops, FastVersionAgreesWithCheckedTranslation) {
 // Count latches (any Jcc back to the start): DEC/JNZ over a stream, and a data-dependent
 // TEST/JNZ scan, against the checked translation.
 TEST(CountedLoops, CountLatchAgreesWithCheckedTranslation) {
-  BtOptions checked_only;
-  checked_only.counted_loops = false;
-  LongModeGuest fast, checked(checked_only);
-  for (LongModeGuest* g : {&fast, &checked}) {
-    MapWindow(*g, kWindowPages);
-    FillWindow(*g);
-    g->mem->Write(WindowPhys(4) + 0x123, "", 1);  // a zero byte in page 4
-    g->Load(Assemble([](x86::Assembler& a) {
-      using namespace x86;
-      a.mov(rsi, kWindow + 5);
-      a.mov(ecx, 3 * 4096);
-      a.xor_(ebx, ebx);
-      a.mov(r8, LongModeGuest::kData);
-      Label l1 = a.newLabel(), l2 = a.newLabel();
-      a.bind(l1);
-      a.movzx(eax, byte_ptr(rsi));
-      a.add(rbx, rax);
-      a.add(qword_ptr(r8), rax);
-      a.inc(rsi);
-      a.dec(rcx);
-      a.jnz(l1);
-      a.mov(rdi, kWindow);
-      a.bind(l2);  // find the first zero byte (there may be earlier ones in the data)
-      a.mov(dl, byte_ptr(rdi));
-      a.add(byte_ptr(r8, 8), dl);
-      a.inc(rdi);
-      a.test(dl, dl);
-      a.jnz(l2);
-      a.hlt();
-    }));
-    RunToHlt(*g);
-  }
-  for (int r = 0; r < 16; ++r) EXPECT_EQ(fast.state.gpr[r], checked.state.gpr[r]) << "gpr " << r;
-  EXPECT_EQ(fast.state.rflags, checked.state.rflags);
+  FastAndChecked pair;
+  pair.Run(Assemble([](x86::Assembler& a) {
+             using namespace x86;
+             a.mov(rsi, kWindow + 5);
+             a.mov(ecx, 3 * 4096);
+             a.xor_(ebx, ebx);
+             a.mov(r8, LongModeGuest::kData);
+             Label l1 = a.newLabel(), l2 = a.newLabel();
+             a.bind(l1);
+             a.movzx(eax, byte_ptr(rsi));
+             a.add(rbx, rax);
+             a.add(qword_ptr(r8), rax);
+             a.inc(rsi);
+             a.dec(rcx);
+             a.jnz(l1);
+             a.mov(rdi, kWindow);
+             a.bind(l2);  // find the first zero byte (there may be earlier ones in the data)
+             a.mov(dl, byte_ptr(rdi));
+             a.add(byte_ptr(r8, 8), dl);
+             a.inc(rdi);
+             a.test(dl, dl);
+             a.jnz(l2);
+             a.hlt();
+           }),
+           [](LongModeGuest& g) { g.mem->Write(WindowPhys(4) + 0x123, "", 1); });  // a zero byte
+  pair.ExpectSameRegisters();
+  LongModeGuest& fast = pair.fast;
+  LongModeGuest& checked = pair.checked;
   EXPECT_EQ(fast.mem->ReadU64(LongModeGuest::kData), checked.mem->ReadU64(LongModeGuest::kData));
   EXPECT_EQ(fast.mem->ReadU64(LongModeGuest::kData + 8),
             checked.mem->ReadU64(LongModeGuest::kData + 8));
